@@ -1,0 +1,134 @@
+#include "blockcore/block_node.h"
+
+#include <string>
+#include <utility>
+
+namespace blockcore {
+namespace {
+
+// Counts one request in flight for the lifetime of a hook call.
+class InFlightGuard {
+ public:
+  explicit InFlightGuard(std::atomic<uint64_t>& c) : c_(c) { c_.fetch_add(1, std::memory_order_relaxed); }
+  ~InFlightGuard() { c_.fetch_sub(1, std::memory_order_relaxed); }
+  InFlightGuard(const InFlightGuard&) = delete;
+  InFlightGuard& operator=(const InFlightGuard&) = delete;
+
+ private:
+  std::atomic<uint64_t>& c_;
+};
+
+}  // namespace
+
+const char* child_role_name(ChildRole role) {
+  switch (role) {
+    case ChildRole::kFile: return "file";
+    case ChildRole::kBacking: return "backing";
+    case ChildRole::kTarget: return "target";
+  }
+  return "?";
+}
+
+BlockNode::BlockNode(std::string name, std::string driver)
+    : name_(std::move(name)), driver_(std::move(driver)) {}
+
+BlockNode::~BlockNode() = default;
+
+void BlockNode::add_child(ChildRole role, std::shared_ptr<BlockNode> child) {
+  children_.push_back(ChildEdge{role, std::move(child)});
+}
+
+Status BlockNode::check_range(uint64_t off, uint64_t len, int past_end_error) const {
+  if (off > info_.size || len > info_.size - off) {
+    return Status::error(past_end_error, name_ + ": request [" + std::to_string(off) + ", +" +
+                                             std::to_string(len) + ") is past the end (" +
+                                             std::to_string(info_.size) + " bytes)");
+  }
+  const uint64_t align = info_.request_alignment;
+  if (align > 1) {
+    const uint64_t end = off + len;
+    if (off % align != 0 || (end % align != 0 && end != info_.size)) {
+      return Status::invalid(name_ + ": request not aligned to " + std::to_string(align));
+    }
+  }
+  return Status::ok();
+}
+
+Status BlockNode::check_writable() const {
+  if (info_.read_only) return Status::read_only(name_ + ": node is read-only");
+  return Status::ok();
+}
+
+Task<Status> BlockNode::read(uint64_t off, std::span<std::byte> buf) {
+  FLEECE_CO_RETURN_IF_ERROR(check_range(off, buf.size(), EINVAL));
+  if (buf.size() > info_.max_transfer) co_return Status::invalid(name_ + ": read too large");
+  if (buf.empty()) co_return Status::ok();
+  InFlightGuard g(in_flight_);
+  co_return co_await do_read(off, buf);
+}
+
+Task<Status> BlockNode::write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) {
+  FLEECE_CO_RETURN_IF_ERROR(check_writable());
+  FLEECE_CO_RETURN_IF_ERROR(check_range(off, buf.size(), ENOSPC));
+  if (buf.size() > info_.max_transfer) co_return Status::invalid(name_ + ": write too large");
+  if (buf.empty()) co_return Status::ok();
+  InFlightGuard g(in_flight_);
+  co_return co_await do_write(off, buf, flags);
+}
+
+Task<Status> BlockNode::write_zeroes(uint64_t off, uint64_t len, IoFlags flags) {
+  FLEECE_CO_RETURN_IF_ERROR(check_writable());
+  FLEECE_CO_RETURN_IF_ERROR(check_range(off, len, ENOSPC));
+  if (has_flag(flags, IoFlags::kFastZero) && !info_.can_fast_zero) {
+    co_return Status::not_supported(name_ + ": fast zero not supported");
+  }
+  if (len == 0) co_return Status::ok();
+  InFlightGuard g(in_flight_);
+  co_return co_await do_write_zeroes(off, len, flags);
+}
+
+Task<Status> BlockNode::discard(uint64_t off, uint64_t len, IoFlags flags) {
+  FLEECE_CO_RETURN_IF_ERROR(check_writable());
+  FLEECE_CO_RETURN_IF_ERROR(check_range(off, len, EINVAL));
+  if (len == 0 || !info_.can_trim) co_return Status::ok();  // discard is only a hint
+  InFlightGuard g(in_flight_);
+  co_return co_await do_discard(off, len, flags);
+}
+
+Task<Status> BlockNode::flush() {
+  if (!info_.can_flush) co_return Status::ok();
+  InFlightGuard g(in_flight_);
+  co_return co_await do_flush();
+}
+
+Task<Status> BlockNode::cache(uint64_t off, uint64_t len) {
+  FLEECE_CO_RETURN_IF_ERROR(check_range(off, len, EINVAL));
+  if (len == 0 || !info_.can_cache) co_return Status::ok();
+  InFlightGuard g(in_flight_);
+  co_return co_await do_cache(off, len);
+}
+
+Task<Result<ExtentList>> BlockNode::block_status(uint64_t off, uint64_t len) {
+  if (Status s = check_range(off, len, EINVAL); !s.is_ok()) co_return s;
+  if (len == 0) co_return Status::invalid(name_ + ": block status of an empty range");
+  InFlightGuard g(in_flight_);
+  Result<ExtentList> r = co_await do_block_status(off, len);
+  if (r.is_ok()) {
+    // Enforce the contract for callers: non-empty, contiguous, within len.
+    ExtentList& list = r.value();
+    uint64_t total = 0;
+    ExtentList clean;
+    for (const Extent& e : list) {
+      if (total >= len) break;
+      Extent c = e;
+      if (c.length > len - total) c.length = len - total;
+      total += c.length;
+      append_extent(clean, c);
+    }
+    if (clean.empty()) co_return Status::io_error(name_ + ": driver returned no extents");
+    list = std::move(clean);
+  }
+  co_return r;
+}
+
+}  // namespace blockcore

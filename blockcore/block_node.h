@@ -1,0 +1,128 @@
+// BlockNode: the one interface every driver and filter of the block graph implements.
+// Public methods validate each request centrally (range, alignment, size limits,
+// read-only, capabilities), count it in flight, and call the protected do_* hooks, so
+// node code only ever sees clean requests (nbdkit's backend layer, QEMU's block/io.c).
+// Threading: every public method may be called concurrently from any executor thread;
+// implementations synchronize their own state and never block the calling thread on
+// disk I/O (they await a BlockingPool instead). info() is fixed after construction.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "blockcore/base/result.h"
+#include "blockcore/base/status.h"
+#include "blockcore/base/task.h"
+#include "blockcore/extent.h"
+
+namespace blockcore {
+
+enum class IoFlags : uint32_t {
+  kNone = 0,
+  kFua = 1,       // the data is durable when the call completes
+  kMayTrim = 2,   // write_zeroes may deallocate instead of writing zeroes
+  kFastZero = 4,  // write_zeroes must fail with ENOTSUP rather than be slow
+};
+constexpr IoFlags operator|(IoFlags a, IoFlags b) {
+  return static_cast<IoFlags>(static_cast<uint32_t>(a) | static_cast<uint32_t>(b));
+}
+constexpr bool has_flag(IoFlags set, IoFlags f) {
+  return (static_cast<uint32_t>(set) & static_cast<uint32_t>(f)) != 0;
+}
+
+// Capabilities and limits of a node, computed once when it is opened.
+struct NodeInfo {
+  uint64_t size = 0;
+  bool read_only = true;
+  bool can_flush = true;       // flush() does something (false: always succeeds at once)
+  bool can_fua = true;         // FUA honoured natively (else emulated by a flush)
+  bool can_trim = false;       // discard() may release storage
+  bool can_zero = false;       // write_zeroes() is efficient (not a plain write of zeroes)
+  bool can_fast_zero = false;  // write_zeroes(kFastZero) can succeed
+  bool can_cache = true;       // cache() prefetches
+  bool can_multi_conn = true;  // consistent across connections, flush covers all
+  bool rotational = false;
+  uint32_t request_alignment = 1;     // minimum I/O granularity in bytes (power of 2)
+  uint32_t preferred_alignment = 4096;
+  uint32_t max_transfer = 32u << 20;  // largest read/write in one call
+};
+
+enum class ChildRole { kFile, kBacking, kTarget };
+const char* child_role_name(ChildRole role);
+
+struct ChildEdge {
+  ChildRole role;
+  std::shared_ptr<class BlockNode> node;
+};
+
+class BlockNode {
+ public:
+  BlockNode(std::string name, std::string driver);
+  virtual ~BlockNode();
+  BlockNode(const BlockNode&) = delete;
+  BlockNode& operator=(const BlockNode&) = delete;
+
+  const std::string& name() const { return name_; }
+  const std::string& driver() const { return driver_; }
+  const NodeInfo& info() const { return info_; }
+  uint64_t size() const { return info_.size; }
+  bool read_only() const { return info_.read_only; }
+  const std::vector<ChildEdge>& children() const { return children_; }
+  // Human-readable description of what the node opens (file name...), for queries.
+  virtual std::string describe() const { return {}; }
+
+  // Reads buf.size() bytes at off. EINVAL past the end or misaligned.
+  Task<Status> read(uint64_t off, std::span<std::byte> buf);
+  // Writes buf at off. EROFS on a read-only node, ENOSPC past the end.
+  Task<Status> write(uint64_t off, std::span<const std::byte> buf, IoFlags flags);
+  // Makes [off, off+len) read as zeroes; kMayTrim allows deallocation, kFastZero
+  // demands ENOTSUP unless it is cheap.
+  Task<Status> write_zeroes(uint64_t off, uint64_t len, IoFlags flags);
+  // Hints that [off, off+len) is unused; contents become unspecified.
+  Task<Status> discard(uint64_t off, uint64_t len, IoFlags flags);
+  // Makes every completed write durable.
+  Task<Status> flush();
+  // Prefetches [off, off+len) into a cache; a no-op where there is none.
+  Task<Status> cache(uint64_t off, uint64_t len);
+  // Describes [off, off+len) as contiguous extents starting at off; may cover less
+  // than len (never more than len), never nothing unless an error is returned.
+  Task<Result<ExtentList>> block_status(uint64_t off, uint64_t len);
+
+  // Requests currently executing in this node (for quiesce and diagnostics).
+  uint64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
+
+ protected:
+  // Called once by the driver's open path before the node is used.
+  void set_info(const NodeInfo& info) { info_ = info; }
+  void add_child(ChildRole role, std::shared_ptr<BlockNode> child);
+
+  // Hooks: requests are in range, aligned to request_alignment (except at an unaligned
+  // end of node), no longer than max_transfer for read/write, and write-like calls
+  // only reach a writable node.
+  virtual Task<Status> do_read(uint64_t off, std::span<std::byte> buf) = 0;
+  virtual Task<Status> do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) = 0;
+  virtual Task<Status> do_write_zeroes(uint64_t off, uint64_t len, IoFlags flags) = 0;
+  virtual Task<Status> do_discard(uint64_t off, uint64_t len, IoFlags flags) = 0;
+  virtual Task<Status> do_flush() = 0;
+  virtual Task<Status> do_cache(uint64_t off, uint64_t len) = 0;
+  virtual Task<Result<ExtentList>> do_block_status(uint64_t off, uint64_t len) = 0;
+
+ private:
+  Status check_range(uint64_t off, uint64_t len, int past_end_error) const;
+  Status check_writable() const;
+
+  std::string name_;
+  std::string driver_;
+  NodeInfo info_;
+  std::vector<ChildEdge> children_;
+  std::atomic<uint64_t> in_flight_{0};
+};
+
+using BlockNodePtr = std::shared_ptr<BlockNode>;
+
+}  // namespace blockcore

@@ -1,0 +1,58 @@
+// BlockingPool: runs blocking system calls (pread, fdatasync, fallocate, lseek...) on a
+// small thread pool and resumes the awaiting coroutine on its own executor, so network
+// threads never block on disk. A pool of 0 threads runs the work inline (unit tests).
+// Threading: run() may be called concurrently from any executor; stop() once at shutdown.
+#pragma once
+
+#include <asio/async_result.hpp>
+#include <asio/associated_executor.hpp>
+#include <asio/post.hpp>
+#include <asio/thread_pool.hpp>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+#include "blockcore/base/task.h"
+
+namespace blockcore::io {
+
+class BlockingPool {
+ public:
+  // threads == 0: run() executes the work inline on the caller's thread.
+  explicit BlockingPool(unsigned threads);
+  ~BlockingPool();
+  BlockingPool(const BlockingPool&) = delete;
+  BlockingPool& operator=(const BlockingPool&) = delete;
+
+  unsigned threads() const { return threads_; }
+
+  // Runs fn() on a pool thread; the awaiting coroutine resumes on its executor with
+  // fn's result. fn must not capture references that die before it completes; since
+  // the caller is suspended until then, references to the caller's frame are fine.
+  template <class F>
+  Task<std::invoke_result_t<F&>> run(F fn) {
+    using R = std::invoke_result_t<F&>;
+    static_assert(!std::is_void_v<R>, "BlockingPool::run needs a value-returning callable");
+    if (!pool_) co_return fn();
+    co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(R)>(
+        [this, fn = std::move(fn)](auto handler) mutable {
+          auto ex = asio::get_associated_executor(handler);
+          asio::post(*pool_, [fn = std::move(fn), handler = std::move(handler), ex]() mutable {
+            R r = fn();
+            asio::post(ex, [handler = std::move(handler), r = std::move(r)]() mutable {
+              std::move(handler)(std::move(r));
+            });
+          });
+        },
+        asio::use_awaitable);
+  }
+
+  // Waits for queued work to finish and joins the threads.
+  void stop();
+
+ private:
+  unsigned threads_;
+  std::unique_ptr<asio::thread_pool> pool_;
+};
+
+}  // namespace blockcore::io

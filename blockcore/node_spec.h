@@ -1,0 +1,47 @@
+// NodeSpec: the typed description of one node to open — what a YAML `nodes:` entry and
+// a QMP `blockdev-add` both turn into. Drivers read only their own section.
+// Threading: plain values.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace blockcore {
+
+// QEMU's `locking` option of the file driver.
+enum class LockMode { kAuto, kOn, kOff };
+
+struct FileOptions {
+  std::string filename;          // never parsed: colons, commas and spaces are literal
+  bool direct = false;           // O_DIRECT (cache.direct in QEMU terms)
+  LockMode locking = LockMode::kAuto;
+};
+
+struct RawOptions {
+  uint64_t offset = 0;             // window start inside the child
+  std::optional<uint64_t> size;    // window length; absent = to the end of the child
+};
+
+struct NodeSpec;
+
+// A child reference: the name of an existing node, or a node described inline.
+struct ChildRef {
+  std::string node_name;                  // set when referring to an existing node
+  std::shared_ptr<NodeSpec> inline_spec;  // set when described inline
+};
+
+struct NodeSpec {
+  std::string node_name;  // may be empty for inline children (a name is generated)
+  std::string driver;     // "file", "raw"
+  bool read_only = false;
+  // Where the spec came from ("config.yaml:12", "blockdev-add"), for error messages.
+  std::string origin;
+
+  FileOptions file;                 // driver == "file"
+  RawOptions raw;                   // driver == "raw"
+  std::optional<ChildRef> file_child;  // the `file` child of format drivers
+};
+
+}  // namespace blockcore

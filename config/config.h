@@ -1,0 +1,100 @@
+// Config: the typed form of fleeced's YAML configuration (DESIGN.md "Configuration").
+// yaml_loader fills it, with the file:line of every element kept for later errors.
+// Threading: plain values, built once per (re)load.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "blockcore/node_spec.h"
+
+namespace config {
+
+// Where an element was written, for messages like "fleeced.yaml:12: ...".
+struct SourceLocation {
+  std::string file;
+  int line = 0;  // 1-based; 0 = unknown
+  std::string to_string() const;
+};
+
+// One listening address: `unix: PATH` or `tcp: HOST:PORT` (IPv6 as [::1]:10809).
+struct ListenAddress {
+  enum class Kind { kUnix, kTcp };
+  Kind kind = Kind::kUnix;
+  std::string path;  // kUnix
+  std::string host;  // kTcp, without brackets
+  uint16_t port = 0; // kTcp
+  SourceLocation where;
+  std::string to_string() const;  // "unix:PATH" / "tcp:HOST:PORT"
+};
+
+// Parses the command-line form `unix:PATH` or `tcp:HOST:PORT`; empty on error with
+// `error` set.
+std::optional<ListenAddress> parse_listen_address(const std::string& text, std::string* error);
+
+struct ControlConfig {
+  std::string unix_path;  // empty = no control socket
+  SourceLocation where;
+};
+
+struct LogConfig {
+  std::string level = "info";  // trace|debug|info|warn|error
+};
+
+struct ExportConfig {
+  std::string name;
+  std::string node;
+  std::string description;
+  bool writable = false;
+  std::vector<std::string> bitmaps;
+  bool allocation_depth = false;
+  std::vector<std::string> allow;  // client identities; empty = everyone
+  SourceLocation where;
+};
+
+struct BitmapConfig {
+  std::string node;
+  std::string name;
+  bool persistent = true;
+  uint64_t granularity = 65536;
+  SourceLocation where;
+};
+
+struct FleecingConfig {
+  std::string overlay_dir;
+};
+
+struct TlsConfig {
+  std::string x509_dir;
+  std::string psk_file;
+  bool verify_peer = false;
+  bool required = false;
+  SourceLocation where;
+};
+
+// Tunables of the NBD server and the runtime.
+struct ServerConfig {
+  unsigned io_threads = 0;          // 0 = one per core
+  unsigned blocking_threads = 4;    // disk I/O pool
+  unsigned max_connections = 256;
+  unsigned handshake_timeout_s = 10;
+  unsigned max_in_flight = 16;      // requests in flight per connection
+};
+
+struct Config {
+  std::string path;  // the file it was loaded from ("" for built-in/ad-hoc)
+  std::vector<ListenAddress> listen;
+  ControlConfig control;
+  LogConfig log;
+  ServerConfig server;
+  std::vector<blockcore::NodeSpec> nodes;
+  std::vector<SourceLocation> node_where;  // parallel to nodes
+  std::vector<ExportConfig> exports;
+  std::vector<BitmapConfig> bitmaps;
+  std::optional<FleecingConfig> fleecing;
+  std::optional<TlsConfig> tls;
+};
+
+}  // namespace config
