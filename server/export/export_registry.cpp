@@ -1,4 +1,4 @@
-#include "server/export.h"
+#include "server/export/export_registry.h"
 
 #include <cerrno>
 

@@ -1,0 +1,21 @@
+
+# Consider dependencies only in project.
+set(CMAKE_DEPENDS_IN_PROJECT_ONLY OFF)
+
+# The set of languages for which implicit dependencies are needed:
+set(CMAKE_DEPENDS_LANGUAGES
+  )
+
+# The set of dependency files which are needed:
+set(CMAKE_DEPENDS_DEPENDENCY_FILES
+  "/work/main/blockcore/base/status.cpp" "CMakeFiles/fleece_blockcore.dir/blockcore/base/status.cpp.o" "gcc" "CMakeFiles/fleece_blockcore.dir/blockcore/base/status.cpp.o.d"
+  "/work/main/blockcore/block_node.cpp" "CMakeFiles/fleece_blockcore.dir/blockcore/block_node.cpp.o" "gcc" "CMakeFiles/fleece_blockcore.dir/blockcore/block_node.cpp.o.d"
+  "/work/main/blockcore/io/blocking_pool.cpp" "CMakeFiles/fleece_blockcore.dir/blockcore/io/blocking_pool.cpp.o" "gcc" "CMakeFiles/fleece_blockcore.dir/blockcore/io/blocking_pool.cpp.o.d"
+  )
+
+# Targets to which this target links.
+set(CMAKE_TARGET_LINKED_INFO_FILES
+  )
+
+# Fortran module output directory.
+set(CMAKE_Fortran_TARGET_MODULE_DIR "")

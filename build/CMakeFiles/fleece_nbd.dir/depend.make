@@ -1,0 +1,2 @@
+# Empty dependencies file for fleece_nbd.
+# This may be replaced when dependencies are built.

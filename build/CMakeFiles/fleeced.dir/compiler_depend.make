@@ -1,0 +1,2 @@
+# Empty compiler generated dependencies file for fleeced.
+# This may be replaced when dependencies are built.
