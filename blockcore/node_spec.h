@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace blockcore {
 
@@ -43,5 +44,16 @@ struct NodeSpec {
   RawOptions raw;                   // driver == "raw"
   std::optional<ChildRef> file_child;  // the `file` child of format drivers
 };
+
+}  // namespace blockcore
+
+namespace blockcore {
+
+// True when a and b open the same node the same way (origin is ignored; inline
+// children are compared deeply). Used to find what a config reload changed.
+bool equivalent(const NodeSpec& a, const NodeSpec& b);
+
+// Names of existing nodes that spec (or its inline children) refers to.
+void collect_references(const NodeSpec& spec, std::vector<std::string>& out);
 
 }  // namespace blockcore

@@ -1,0 +1,108 @@
+#include "server/daemon/cli.h"
+
+#include <string_view>
+
+namespace server::daemon {
+
+const char* usage_text() {
+  return R"(Usage:
+  fleeced --config FILE [--log-level LEVEL]      run until SIGTERM/SIGINT (SIGHUP reloads)
+  fleeced --check-config --config FILE           validate FILE, print problems, exit 0/1
+  fleeced serve IMAGE [options]                  serve one image without a config file
+  fleeced --version | --help
+
+serve options:
+  --name NAME            export name (default: the empty default export name)
+  --listen ADDR          unix:PATH or tcp:HOST:PORT (tcp:[::1]:10809 for IPv6); repeatable;
+                         default tcp:127.0.0.1:10809, or the sockets passed by systemd
+  --read-only, -r        export read-only
+  --format raw           image format (raw)
+  --description TEXT     export description sent to clients
+  --direct               open the image with O_DIRECT
+  --control PATH         also open a QMP control socket at PATH
+
+common options:
+  --log-level LEVEL      trace|debug|info|warn|error (overrides the config file)
+)";
+}
+
+std::optional<CommandLine> parse_command_line(int argc, char** argv, std::string* error) {
+  CommandLine cl;
+  cl.mode = CommandLine::Mode::kRun;
+  bool have_mode_flag = false;
+  int i = 1;
+  if (argc > 1 && std::string_view(argv[1]) == "serve") {
+    cl.mode = CommandLine::Mode::kServe;
+    i = 2;
+  }
+  auto need_value = [&](std::string_view opt) -> const char* {
+    if (i + 1 >= argc) {
+      *error = "option " + std::string(opt) + " needs a value";
+      return nullptr;
+    }
+    return argv[++i];
+  };
+  for (; i < argc; ++i) {
+    std::string_view a = argv[i];
+    const char* v = nullptr;
+    if (a == "--help" || a == "-h") {
+      cl.mode = CommandLine::Mode::kHelp;
+      return cl;
+    } else if (a == "--version" || a == "-V") {
+      cl.mode = CommandLine::Mode::kVersion;
+      return cl;
+    } else if (a == "--log-level") {
+      if (!(v = need_value(a))) return std::nullopt;
+      cl.log_level = v;
+    } else if (cl.mode != CommandLine::Mode::kServe && (a == "--config" || a == "-c")) {
+      if (!(v = need_value(a))) return std::nullopt;
+      cl.config_path = v;
+    } else if (cl.mode != CommandLine::Mode::kServe && a == "--check-config") {
+      cl.mode = CommandLine::Mode::kCheckConfig;
+      have_mode_flag = true;
+    } else if (cl.mode == CommandLine::Mode::kServe && a == "--name") {
+      if (!(v = need_value(a))) return std::nullopt;
+      cl.export_name = v;
+    } else if (cl.mode == CommandLine::Mode::kServe && a == "--listen") {
+      if (!(v = need_value(a))) return std::nullopt;
+      cl.listen.emplace_back(v);
+    } else if (cl.mode == CommandLine::Mode::kServe && a == "--control") {
+      if (!(v = need_value(a))) return std::nullopt;
+      cl.control = v;
+    } else if (cl.mode == CommandLine::Mode::kServe && (a == "--read-only" || a == "-r")) {
+      cl.read_only = true;
+    } else if (cl.mode == CommandLine::Mode::kServe && a == "--format") {
+      if (!(v = need_value(a))) return std::nullopt;
+      cl.format = v;
+    } else if (cl.mode == CommandLine::Mode::kServe && a == "--description") {
+      if (!(v = need_value(a))) return std::nullopt;
+      cl.description = v;
+    } else if (cl.mode == CommandLine::Mode::kServe && a == "--direct") {
+      cl.direct = true;
+    } else if (cl.mode == CommandLine::Mode::kServe && !a.empty() && a[0] != '-' &&
+               cl.image.empty()) {
+      cl.image = a;
+    } else {
+      *error = "unknown or misplaced argument '" + std::string(a) + "'";
+      return std::nullopt;
+    }
+  }
+  if (cl.mode == CommandLine::Mode::kServe) {
+    if (cl.image.empty()) {
+      *error = "serve needs an IMAGE";
+      return std::nullopt;
+    }
+    if (cl.format != "raw") {
+      *error = "unsupported --format '" + cl.format + "' (supported: raw)";
+      return std::nullopt;
+    }
+    return cl;
+  }
+  if (cl.config_path.empty()) {
+    *error = have_mode_flag ? "--check-config needs --config FILE" : "--config FILE is required";
+    return std::nullopt;
+  }
+  return cl;
+}
+
+}  // namespace server::daemon

@@ -1,0 +1,33 @@
+// Command line of fleeced (DESIGN.md "fleeced command line"): run from a config file,
+// check a config file, or serve one image ad hoc like qemu-nbd.
+// Threading: pure parsing, main thread.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace server::daemon {
+
+struct CommandLine {
+  enum class Mode { kRun, kCheckConfig, kServe, kVersion, kHelp };
+  Mode mode = Mode::kHelp;
+  std::string config_path;
+  std::optional<std::string> log_level;
+  // serve mode
+  std::string image;
+  std::string export_name;             // default "" (the default export)
+  std::vector<std::string> listen;     // unix:PATH | tcp:HOST:PORT
+  std::string control;                 // optional control socket path
+  bool read_only = false;
+  std::string format = "raw";
+  std::string description;
+  bool direct = false;
+};
+
+// Parses argv. On a usage error returns nullopt and sets `error`.
+std::optional<CommandLine> parse_command_line(int argc, char** argv, std::string* error);
+
+const char* usage_text();
+
+}  // namespace server::daemon

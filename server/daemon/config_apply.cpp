@@ -1,0 +1,216 @@
+#include "server/daemon/config_apply.h"
+
+#include <asio/as_tuple.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+#include <chrono>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+namespace server::daemon {
+
+using blockcore::NodeSpec;
+using blockcore::Result;
+using blockcore::Status;
+
+bool same_export(const config::ExportConfig& a, const config::ExportConfig& b) {
+  return a.name == b.name && a.node == b.node && a.description == b.description &&
+         a.writable == b.writable && a.bitmaps == b.bitmaps &&
+         a.allocation_depth == b.allocation_depth && a.allow == b.allow;
+}
+
+ConfigApplier::ConfigApplier(blockcore::Graph& graph, ExportRegistry& exports)
+    : graph_(graph), exports_(exports) {}
+
+Result<ExportPtr> ConfigApplier::make_export(const config::ExportConfig& ec,
+                                             blockcore::Graph& graph) {
+  auto root = graph.find(ec.node);
+  if (!root) {
+    return Status::error(ENOENT, ec.where.to_string() + ": export '" + ec.name +
+                                     "': node '" + ec.node + "' does not exist");
+  }
+  if (ec.writable && root->read_only()) {
+    return Status::invalid(ec.where.to_string() + ": export '" + ec.name +
+                           "' is writable but node '" + ec.node + "' is read-only");
+  }
+  auto e = std::make_shared<Export>();
+  e->name = ec.name;
+  e->description = ec.description;
+  e->root = std::move(root);
+  e->writable = ec.writable;
+  e->bitmaps = ec.bitmaps;
+  e->allocation_depth = ec.allocation_depth;
+  e->allow = ec.allow;
+  return ExportPtr(std::move(e));
+}
+
+Status ConfigApplier::add_nodes(const std::vector<const NodeSpec*>& specs,
+                                std::vector<std::string>& added) {
+  std::vector<const NodeSpec*> pending = specs;
+  while (!pending.empty()) {
+    std::vector<const NodeSpec*> next;
+    Status last_error;
+    for (const NodeSpec* spec : pending) {
+      std::vector<std::string> refs;
+      blockcore::collect_references(*spec, refs);
+      bool ready = true;
+      for (const auto& r : refs) {
+        if (!graph_.find(r)) ready = false;
+      }
+      if (!ready) {
+        next.push_back(spec);
+        continue;
+      }
+      auto node = graph_.add(*spec);
+      if (!node.is_ok()) {
+        return node.status().with_context(spec->origin.empty() ? spec->node_name : spec->origin);
+      }
+      added.push_back(spec->node_name);
+    }
+    if (next.size() == pending.size()) {
+      return Status::error(ENOENT, "node '" + next.front()->node_name +
+                                       "' refers to a node that does not exist (or a cycle)");
+    }
+    pending = std::move(next);
+  }
+  return Status::ok();
+}
+
+Status ConfigApplier::apply_initial(const config::Config& cfg) {
+  std::vector<const NodeSpec*> specs;
+  for (const auto& n : cfg.nodes) specs.push_back(&n);
+  std::vector<std::string> added_nodes;
+  std::vector<std::string> added_exports;
+  auto undo = [&] {
+    for (const auto& name : added_exports) (void)exports_.remove(name);
+    for (auto it = added_nodes.rbegin(); it != added_nodes.rend(); ++it) {
+      (void)graph_.remove(*it);
+    }
+  };
+  if (Status s = add_nodes(specs, added_nodes); !s.is_ok()) {
+    undo();
+    return s;
+  }
+  for (const auto& ec : cfg.exports) {
+    auto e = make_export(ec, graph_);
+    Status s = e.is_ok() ? exports_.add(e.value()) : e.status();
+    if (!s.is_ok()) {
+      undo();
+      return s;
+    }
+    added_exports.push_back(ec.name);
+  }
+  for (const auto& n : cfg.nodes) applied_nodes_.emplace(n.node_name, n);
+  for (const auto& ec : cfg.exports) applied_exports_.emplace(ec.name, ec);
+  return Status::ok();
+}
+
+asio::awaitable<Status> ConfigApplier::apply_reload(const config::Config& cfg,
+                                                    unsigned drain_ms) {
+  std::map<std::string, const NodeSpec*> want_nodes;
+  for (const auto& n : cfg.nodes) want_nodes.emplace(n.node_name, &n);
+  std::map<std::string, const config::ExportConfig*> want_exports;
+  for (const auto& e : cfg.exports) want_exports.emplace(e.name, &e);
+
+  // Nodes that go away or change (a changed node is closed and opened again).
+  std::set<std::string> drop_nodes;
+  for (const auto& [name, spec] : applied_nodes_) {
+    auto it = want_nodes.find(name);
+    if (it == want_nodes.end() || !blockcore::equivalent(spec, *it->second)) {
+      drop_nodes.insert(name);
+    }
+  }
+  // Nodes that refer to a dropped node must be reopened too.
+  bool grew = true;
+  while (grew) {
+    grew = false;
+    for (const auto& [name, spec] : applied_nodes_) {
+      if (drop_nodes.count(name)) continue;
+      std::vector<std::string> refs;
+      blockcore::collect_references(spec, refs);
+      for (const auto& r : refs) {
+        if (drop_nodes.count(r)) {
+          drop_nodes.insert(name);
+          grew = true;
+          break;
+        }
+      }
+    }
+  }
+  std::set<std::string> drop_exports;
+  for (const auto& [name, ec] : applied_exports_) {
+    auto it = want_exports.find(name);
+    if (it == want_exports.end() || !same_export(ec, *it->second) || drop_nodes.count(ec.node)) {
+      drop_exports.insert(name);
+    }
+  }
+
+  Status result;
+  auto note = [&](const Status& s) {
+    if (!s.is_ok()) {
+      spdlog::error("reload: {}", s.to_string());
+      if (result.is_ok()) result = s;
+    }
+  };
+
+  for (const auto& name : drop_exports) {
+    note(exports_.remove(name));
+    applied_exports_.erase(name);
+    spdlog::info("reload: export '{}' removed", name);
+  }
+  // Close dropped nodes, parents before children; connections may still be draining,
+  // so retry EBUSY for a while.
+  auto executor = co_await asio::this_coro::executor;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(drain_ms);
+  std::vector<std::string> order(drop_nodes.begin(), drop_nodes.end());
+  while (!order.empty()) {
+    std::vector<std::string> still;
+    Status last;
+    for (const auto& name : order) {
+      Status s = graph_.remove(name);
+      if (s.is_ok() || s.code() == ENOENT) {
+        applied_nodes_.erase(name);
+        spdlog::info("reload: node '{}' closed", name);
+      } else {
+        still.push_back(name);
+        last = s;
+      }
+    }
+    if (still.empty()) break;
+    if (still.size() == order.size() && std::chrono::steady_clock::now() >= deadline) {
+      note(last);
+      for (const auto& name : still) drop_nodes.erase(name);  // keep them as they are
+      break;
+    }
+    order = std::move(still);
+    asio::steady_timer t(executor, std::chrono::milliseconds(20));
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+
+  // Open new and changed nodes.
+  std::vector<const NodeSpec*> to_add;
+  for (const auto& n : cfg.nodes) {
+    if (!applied_nodes_.count(n.node_name)) to_add.push_back(&n);
+  }
+  std::vector<std::string> added;
+  note(add_nodes(to_add, added));
+  for (const auto& name : added) {
+    applied_nodes_.emplace(name, *want_nodes.at(name));
+    spdlog::info("reload: node '{}' opened", name);
+  }
+  for (const auto& ec : cfg.exports) {
+    if (applied_exports_.count(ec.name)) continue;
+    auto e = make_export(ec, graph_);
+    Status s = e.is_ok() ? exports_.add(e.value()) : e.status();
+    note(s);
+    if (s.is_ok()) {
+      applied_exports_.emplace(ec.name, ec);
+      spdlog::info("reload: export '{}' added", ec.name);
+    }
+  }
+  co_return result;
+}
+
+}  // namespace server::daemon

@@ -1,0 +1,52 @@
+// ConfigApplier: makes the running graph and export set match a Config. At start-up it
+// applies everything or fails; on SIGHUP it applies only the difference from the last
+// applied config — nodes and exports that did not change are left alone, so their
+// connections are never dropped. Nodes added at run time over the control socket are
+// not the config's and are never touched.
+// Threading: main io_context only (one apply at a time).
+#pragma once
+
+#include <asio/awaitable.hpp>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "blockcore/base/status.h"
+#include "blockcore/graph.h"
+#include "blockcore/node_spec.h"
+#include "config/config.h"
+#include "server/export/export_registry.h"
+
+namespace server::daemon {
+
+class ConfigApplier {
+ public:
+  ConfigApplier(blockcore::Graph& graph, ExportRegistry& exports);
+
+  // Opens every node and registers every export; on failure undoes what it did.
+  blockcore::Status apply_initial(const config::Config& cfg);
+  // Applies the difference from the last applied config. Removed or changed exports go
+  // first (their connections close), then removed or changed nodes (waiting up to
+  // `drain_ms` for connections to let go of them), then new nodes and exports. Errors
+  // are collected; what could be applied is applied.
+  asio::awaitable<blockcore::Status> apply_reload(const config::Config& cfg, unsigned drain_ms);
+
+  // Builds the Export for an ExportConfig against the graph (root lookup, checks).
+  static blockcore::Result<ExportPtr> make_export(const config::ExportConfig& ec,
+                                                  blockcore::Graph& graph);
+
+ private:
+  // Adds nodes in an order where every reference is already open.
+  blockcore::Status add_nodes(const std::vector<const blockcore::NodeSpec*>& specs,
+                              std::vector<std::string>& added);
+
+  blockcore::Graph& graph_;
+  ExportRegistry& exports_;
+  std::map<std::string, blockcore::NodeSpec> applied_nodes_;
+  std::map<std::string, config::ExportConfig> applied_exports_;
+};
+
+// True when two export configs describe the same export.
+bool same_export(const config::ExportConfig& a, const config::ExportConfig& b);
+
+}  // namespace server::daemon

@@ -1,0 +1,211 @@
+#include "server/daemon/daemon.h"
+
+#include <systemd/sd-daemon.h>
+
+#include <asio/as_tuple.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/use_awaitable.hpp>
+#include <chrono>
+#include <csignal>
+
+#include <spdlog/spdlog.h>
+
+#include "config/yaml_loader.h"
+#include "server/control/command_table.h"
+#include "server/control/control_server.h"
+#include "server/daemon/logging.h"
+#include "server/nbd/meta_context.h"
+#include "server/nbd/nbd_server.h"
+
+namespace server::daemon {
+
+using blockcore::Status;
+
+namespace {
+
+constexpr auto kShutdownGrace = std::chrono::milliseconds(30000);
+constexpr unsigned kReloadDrainMs = 10000;
+
+unsigned io_thread_count(const config::ServerConfig& s) {
+  if (s.io_threads > 0) return s.io_threads;
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : n;
+}
+
+nbd::NbdServerOptions nbd_options(const config::ServerConfig& s) {
+  nbd::NbdServerOptions o;
+  o.max_connections = s.max_connections;
+  o.handshake_timeout = std::chrono::milliseconds(uint64_t{s.handshake_timeout_s} * 1000);
+  o.max_in_flight = s.max_in_flight;
+  return o;
+}
+
+}  // namespace
+
+Daemon::Daemon(config::Config cfg, DaemonOptions options)
+    : config_(std::move(cfg)),
+      options_(std::move(options)),
+      signals_(main_io_),
+      pool_(config_.server.blocking_threads),
+      graph_(pool_),
+      applier_(graph_, exports_) {}
+
+Daemon::~Daemon() {
+  for (auto& io : io_contexts_) io->stop();
+  for (auto& t : io_threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+asio::io_context& Daemon::next_io_context() {
+  size_t i = next_io_.fetch_add(1, std::memory_order_relaxed);
+  return *io_contexts_[i % io_contexts_.size()];
+}
+
+Status Daemon::start(std::vector<ActivatedSocket> activated) {
+  std::signal(SIGPIPE, SIG_IGN);
+  signals_.add(SIGINT);
+  signals_.add(SIGTERM);
+  signals_.add(SIGHUP);
+
+  if (Status s = applier_.apply_initial(config_); !s.is_ok()) return s;
+
+  meta_contexts_ = std::make_unique<nbd::MetaContextRegistry>();
+  nbd_server_ = std::make_unique<nbd::NbdServer>(exports_, *meta_contexts_,
+                                                 nbd_options(config_.server));
+
+  const unsigned n = io_thread_count(config_.server);
+  for (unsigned i = 0; i < n; ++i) io_contexts_.push_back(std::make_unique<asio::io_context>(1));
+
+  if (Status s = start_listeners(activated); !s.is_ok()) return s;
+
+  commands_ = std::make_unique<control::CommandTable>(control::make_default_command_table());
+  command_context_ = std::make_unique<control::CommandContext>(
+      control::CommandContext{graph_, exports_});
+  std::string control_path = config_.control.unix_path;
+  for (auto& a : activated) {
+    if (a.is_control()) {
+      spdlog::warn("socket activation: control socket fd {} ignored; using the path from the "
+                   "config", a.fd);
+    }
+  }
+  if (!control_path.empty()) {
+    control_server_ = std::make_unique<control::ControlServer>(main_io_, control_path, *commands_,
+                                                               *command_context_);
+    if (Status s = control_server_->start(); !s.is_ok()) {
+      return s.with_context("control socket " + control_path);
+    }
+  }
+  return Status::ok();
+}
+
+Status Daemon::start_listeners(std::vector<ActivatedSocket>& activated) {
+  auto pick = [this]() -> asio::io_context& { return next_io_context(); };
+  auto on_accept = [this](Listener::Socket socket, std::string peer) {
+    nbd_server_->accept(std::move(socket), std::move(peer));
+  };
+  for (auto& a : activated) {
+    if (a.is_control()) continue;
+    auto l = Listener::adopt(main_io_, a.fd, a.name);
+    if (!l.is_ok()) return l.status();
+    listeners_.push_back(std::move(l.value()));
+  }
+  for (const auto& addr : config_.listen) {
+    auto l = Listener::bind(main_io_, addr);
+    if (!l.is_ok()) return l.status();
+    listeners_.push_back(std::move(l.value()));
+  }
+  if (listeners_.empty()) return Status::invalid("nothing to listen on (no listen: addresses)");
+  for (auto& l : listeners_) {
+    l->start(pick, on_accept);
+    spdlog::info("listening on {}", l->description());
+  }
+  return Status::ok();
+}
+
+int Daemon::run() {
+  for (auto& io : io_contexts_) {
+    io_threads_.emplace_back([ctx = io.get()] {
+      auto guard = asio::make_work_guard(*ctx);
+      ctx->run();
+    });
+  }
+  asio::co_spawn(main_io_, handle_signals(), asio::detached);
+  std::vector<std::string> names;
+  for (const auto& e : exports_.list()) names.push_back("'" + e->name + "'");
+  spdlog::info("fleeced ready: {} export(s) {}", names.size(), fmt::join(names, ", "));
+  sd_notify(0, "READY=1");
+  main_io_.run();
+  for (auto& io : io_contexts_) io->stop();
+  for (auto& t : io_threads_) t.join();
+  io_threads_.clear();
+  pool_.stop();
+  spdlog::info("fleeced stopped");
+  return exit_code_;
+}
+
+asio::awaitable<void> Daemon::handle_signals() {
+  while (!stopping_) {
+    auto [ec, sig] = co_await signals_.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) break;
+    if (sig == SIGHUP) {
+      co_await reload();
+      continue;
+    }
+    spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    co_await shutdown();
+  }
+}
+
+asio::awaitable<void> Daemon::reload() {
+  if (options_.config_path.empty()) {
+    spdlog::warn("SIGHUP: no config file to reload (serve mode)");
+    co_return;
+  }
+  sd_notify(0, "RELOADING=1");
+  spdlog::info("SIGHUP: reloading {}", options_.config_path);
+  auto loaded = config::load_config_file(options_.config_path);
+  if (!loaded.is_ok()) {
+    spdlog::error("reload failed, keeping the running configuration:\n{}",
+                  loaded.status().to_string());
+    sd_notify(0, "READY=1");
+    co_return;
+  }
+  config::Config next = std::move(loaded.value());
+  if (!options_.log_level_from_cli) {
+    if (auto level = parse_log_level(next.log.level)) set_log_level(*level);
+  }
+  Status s = co_await applier_.apply_reload(next, kReloadDrainMs);
+  if (s.is_ok()) {
+    spdlog::info("reload done");
+  } else {
+    spdlog::error("reload finished with errors; see above");
+  }
+  config_.nodes = std::move(next.nodes);
+  config_.exports = std::move(next.exports);
+  sd_notify(0, "READY=1");
+}
+
+asio::awaitable<void> Daemon::shutdown() {
+  if (stopping_) co_return;
+  stopping_ = true;
+  sd_notify(0, "STOPPING=1");
+  for (auto& l : listeners_) l->close();
+  if (control_server_) control_server_->stop();
+  co_await nbd_server_->shutdown(kShutdownGrace);
+  // Everything acknowledged must be on disk before we exit.
+  for (const auto& node : graph_.nodes()) {
+    if (node->read_only()) continue;
+    Status s = co_await node->flush();
+    if (!s.is_ok()) {
+      spdlog::error("flush of node '{}' at shutdown failed: {}", node->name(), s.to_string());
+      exit_code_ = 1;
+    }
+  }
+  signals_.cancel();
+  main_io_.stop();
+}
+
+}  // namespace server::daemon

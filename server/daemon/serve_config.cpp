@@ -1,0 +1,50 @@
+#include "server/daemon/serve_config.h"
+
+#include <memory>
+
+namespace server::daemon {
+
+using blockcore::Result;
+using blockcore::Status;
+
+Result<config::Config> make_serve_config(const CommandLine& cl, bool activated) {
+  config::Config cfg;
+  for (const auto& text : cl.listen) {
+    std::string error;
+    auto addr = config::parse_listen_address(text, &error);
+    if (!addr) return Status::invalid("--listen " + text + ": " + error);
+    cfg.listen.push_back(*addr);
+  }
+  if (cfg.listen.empty() && !activated) {
+    std::string error;
+    cfg.listen.push_back(*config::parse_listen_address("tcp:127.0.0.1:10809", &error));
+  }
+  cfg.control.unix_path = cl.control;
+  if (cl.log_level) cfg.log.level = *cl.log_level;
+
+  auto file = std::make_shared<blockcore::NodeSpec>();
+  file->driver = "file";
+  file->node_name = "file0";
+  file->read_only = cl.read_only;
+  file->file.filename = cl.image;
+  file->file.direct = cl.direct;
+  file->origin = "serve IMAGE";
+
+  blockcore::NodeSpec format;
+  format.driver = cl.format;
+  format.node_name = "disk0";
+  format.read_only = cl.read_only;
+  format.origin = "serve IMAGE";
+  format.file_child = blockcore::ChildRef{"", file};
+  cfg.nodes.push_back(format);
+
+  config::ExportConfig e;
+  e.name = cl.export_name;
+  e.node = format.node_name;
+  e.description = cl.description;
+  e.writable = !cl.read_only;
+  cfg.exports.push_back(e);
+  return cfg;
+}
+
+}  // namespace server::daemon

@@ -1,0 +1,48 @@
+#include "server/daemon/socket_activation.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace server::daemon {
+
+bool ActivatedSocket::is_control() const {
+  return name == "control" ||
+         (name.size() > 8 && name.compare(name.size() - 8, 8, "-control") == 0);
+}
+
+std::vector<ActivatedSocket> take_activated_sockets() {
+  char** names = nullptr;
+  // unset_environment=1: LISTEN_* must not leak into processes we start.
+  int n = sd_listen_fds_with_names(1, &names);
+  std::vector<ActivatedSocket> out;
+  if (n < 0) {
+    spdlog::warn("socket activation: cannot read LISTEN_FDS: {}", std::strerror(-n));
+    return out;
+  }
+  for (int i = 0; i < n; ++i) {
+    ActivatedSocket s;
+    s.fd = SD_LISTEN_FDS_START + i;
+    s.name = names != nullptr && names[i] != nullptr ? names[i] : "unknown";
+    s.is_unix = sd_is_socket(s.fd, AF_UNIX, SOCK_STREAM, 1) > 0;
+    if (sd_is_socket(s.fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+      spdlog::warn("socket activation: fd {} ({}) is not a listening stream socket; ignored",
+                   s.fd, s.name);
+      continue;
+    }
+    fcntl(s.fd, F_SETFD, FD_CLOEXEC);
+    out.push_back(std::move(s));
+  }
+  if (names != nullptr) {
+    for (int i = 0; i < n; ++i) std::free(names[i]);
+    std::free(names);
+  }
+  return out;
+}
+
+}  // namespace server::daemon
