@@ -7,6 +7,7 @@
 #include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/use_awaitable.hpp>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 
@@ -106,13 +107,21 @@ Status Daemon::start_listeners(std::vector<ActivatedSocket>& activated) {
   auto on_accept = [this](Listener::Socket socket, std::string peer) {
     nbd_server_->accept(std::move(socket), std::move(peer));
   };
+  std::vector<std::string> activated_paths;
   for (auto& a : activated) {
     if (a.is_control()) continue;
     auto l = Listener::adopt(main_io_, a.fd, a.name);
     if (!l.is_ok()) return l.status();
     listeners_.push_back(std::move(l.value()));
+    if (!a.unix_path.empty()) activated_paths.push_back(a.unix_path);
   }
   for (const auto& addr : config_.listen) {
+    // systemd already listens there for us (fleeced.socket naming the same path).
+    if (addr.kind == config::ListenAddress::Kind::kUnix &&
+        std::find(activated_paths.begin(), activated_paths.end(), addr.path) !=
+            activated_paths.end()) {
+      continue;
+    }
     auto l = Listener::bind(main_io_, addr);
     if (!l.is_ok()) return l.status();
     listeners_.push_back(std::move(l.value()));

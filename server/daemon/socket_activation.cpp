@@ -2,8 +2,10 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 
@@ -34,6 +36,14 @@ std::vector<ActivatedSocket> take_activated_sockets() {
       spdlog::warn("socket activation: fd {} ({}) is not a listening stream socket; ignored",
                    s.fd, s.name);
       continue;
+    }
+    if (s.is_unix) {
+      sockaddr_un addr{};
+      socklen_t len = sizeof(addr);
+      if (getsockname(s.fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 &&
+          len > offsetof(sockaddr_un, sun_path) && addr.sun_path[0] != '\0') {
+        s.unix_path.assign(addr.sun_path, strnlen(addr.sun_path, sizeof(addr.sun_path)));
+      }
     }
     fcntl(s.fd, F_SETFD, FD_CLOEXEC);
     out.push_back(std::move(s));

@@ -14,6 +14,7 @@ struct ActivatedSocket {
   int fd = -1;
   std::string name;  // LISTEN_FDNAMES entry, or "unknown"
   bool is_unix = false;
+  std::string unix_path;  // bound path of a Unix socket ("" for abstract/unnamed)
   bool is_control() const;
 };
 

@@ -1,0 +1,91 @@
+#include "server/daemon/cli.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "server/daemon/serve_config.h"
+
+namespace server::daemon {
+namespace {
+
+std::optional<CommandLine> parse(std::vector<std::string> args, std::string* error) {
+  std::vector<char*> argv;
+  static std::string prog = "fleeced";
+  argv.push_back(prog.data());
+  for (auto& a : args) argv.push_back(a.data());
+  return parse_command_line(static_cast<int>(argv.size()), argv.data(), error);
+}
+
+TEST(CommandLine, ConfigMode) {
+  std::string err;
+  auto cl = parse({"--config", "/etc/f.yaml", "--log-level", "debug"}, &err);
+  ASSERT_TRUE(cl) << err;
+  EXPECT_EQ(cl->mode, CommandLine::Mode::kRun);
+  EXPECT_EQ(cl->config_path, "/etc/f.yaml");
+  EXPECT_EQ(cl->log_level, "debug");
+}
+
+TEST(CommandLine, CheckConfigNeedsConfig) {
+  std::string err;
+  EXPECT_FALSE(parse({"--check-config"}, &err));
+  EXPECT_NE(err.find("--config"), std::string::npos);
+  auto cl = parse({"--check-config", "-c", "x.yaml"}, &err);
+  ASSERT_TRUE(cl);
+  EXPECT_EQ(cl->mode, CommandLine::Mode::kCheckConfig);
+}
+
+TEST(CommandLine, ServeMode) {
+  std::string err;
+  auto cl = parse({"serve", "/img with spaces, and:colons.raw", "--name", "d", "--listen",
+                   "unix:/tmp/a.sock", "--listen", "tcp:[::1]:10809", "-r"},
+                  &err);
+  ASSERT_TRUE(cl) << err;
+  EXPECT_EQ(cl->mode, CommandLine::Mode::kServe);
+  EXPECT_EQ(cl->image, "/img with spaces, and:colons.raw");
+  EXPECT_EQ(cl->export_name, "d");
+  EXPECT_TRUE(cl->read_only);
+  ASSERT_EQ(cl->listen.size(), 2u);
+
+  auto cfg = make_serve_config(*cl, false);
+  ASSERT_TRUE(cfg.is_ok()) << cfg.status().to_string();
+  ASSERT_EQ(cfg->listen.size(), 2u);
+  EXPECT_EQ(cfg->listen[1].host, "::1");
+  EXPECT_EQ(cfg->listen[1].port, 10809);
+  ASSERT_EQ(cfg->exports.size(), 1u);
+  EXPECT_FALSE(cfg->exports[0].writable);
+  ASSERT_EQ(cfg->nodes.size(), 1u);
+  ASSERT_TRUE(cfg->nodes[0].file_child);
+  EXPECT_EQ(cfg->nodes[0].file_child->inline_spec->file.filename,
+            "/img with spaces, and:colons.raw");
+}
+
+TEST(CommandLine, ServeDefaultsToLoopbackUnlessActivated) {
+  std::string err;
+  auto cl = parse({"serve", "a.raw"}, &err);
+  ASSERT_TRUE(cl);
+  auto cfg = make_serve_config(*cl, false);
+  ASSERT_TRUE(cfg.is_ok());
+  ASSERT_EQ(cfg->listen.size(), 1u);
+  EXPECT_EQ(cfg->listen[0].to_string(), "tcp:127.0.0.1:10809");
+  auto activated = make_serve_config(*cl, true);
+  ASSERT_TRUE(activated.is_ok());
+  EXPECT_TRUE(activated->listen.empty());
+}
+
+TEST(CommandLine, Errors) {
+  std::string err;
+  EXPECT_FALSE(parse({"serve"}, &err));
+  EXPECT_FALSE(parse({"serve", "a.raw", "--format", "vmdk"}, &err));
+  EXPECT_NE(err.find("vmdk"), std::string::npos);
+  EXPECT_FALSE(parse({"--bogus"}, &err));
+  EXPECT_FALSE(parse({"--config"}, &err));
+  std::string e2;
+  auto cl = parse({"serve", "a.raw", "--listen", "bogus:x"}, &e2);
+  ASSERT_TRUE(cl);
+  EXPECT_FALSE(make_serve_config(*cl, false).is_ok());
+}
+
+}  // namespace
+}  // namespace server::daemon
