@@ -61,6 +61,74 @@ def load_fio(path):
     return {"iops": iops, "mib_s": kib / 1024.0, "p99_us": p99}
 
 
+def load_strace(path):
+    """Returns (total calls, {syscall: calls}) from an `strace -c` summary."""
+    calls = {}
+    total = 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 5 or parts[0].startswith(("%", "-")):
+                continue
+            name = parts[-1]
+            # columns: %time seconds usecs/call calls [errors] syscall
+            try:
+                n = int(parts[3])
+            except ValueError:
+                continue
+            if name == "total":
+                total = n
+            else:
+                calls[name] = n
+    return total or sum(calls.values()), calls
+
+
+def total_ios(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    job = json.loads(text[text.find("{"):])["jobs"][0]
+    return sum(job.get(d, {}).get("total_ios", 0) for d in ("read", "write"))
+
+
+def syscall_section(path, servers, workloads):
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline().rstrip("\n").split("\t")
+            entries = [dict(zip(header, l.rstrip("\n").split("\t"))) for l in f if l.strip()]
+    except OSError:
+        return []
+    if not entries:
+        return []
+    by_key = {(e["workload"], e["server"]): e for e in entries}
+    rows.append("## Server syscalls per request (strace -c -f, separate pass)")
+    rows.append("")
+    rows.append("Counted over the measured part of one extra sample with strace attached "
+                "(which slows the server, so batching may differ from the timed runs).")
+    rows.append("")
+    rows.append("| workload | server | syscalls / request | top syscalls per request |")
+    rows.append("|---|---|--:|---|")
+    for wl in workloads:
+        for s in servers:
+            e = by_key.get((wl, s))
+            if e is None:
+                continue
+            try:
+                ios = total_ios(e["json"])
+                total, calls = load_strace(e["strace"])
+            except (OSError, ValueError, KeyError, IndexError) as ex:
+                rows.append(f"| {workload_title(wl)} | {LABELS[s]} | – | failed: {ex} |")
+                continue
+            if ios <= 0:
+                rows.append(f"| {workload_title(wl)} | {LABELS[s]} | – | no I/O |")
+                continue
+            top = sorted(calls.items(), key=lambda kv: -kv[1])[:5]
+            tops = ", ".join(f"{k} {v / ios:.2f}" for k, v in top)
+            rows.append(f"| {workload_title(wl)} | {LABELS[s]} | {total / ios:.2f} | {tops} |")
+    rows.append("")
+    return rows
+
+
 def fmt_iops(v):
     if v is None:
         return "–"
@@ -213,6 +281,8 @@ def report(args):
                        f"{fmt_mib(m['mib_s'])} | {fmt_iops(min(iops))}–{fmt_iops(max(iops))} | "
                        f"{p99} | {cores} | {us} | {max(busy) if busy else '–'} | {n} |")
     out.append("")
+    if args.syscalls:
+        out.extend(syscall_section(args.syscalls, servers, workloads))
     if failed:
         out.append("## Failed samples")
         out.append("")
@@ -230,6 +300,7 @@ def main():
     p.add_argument("--meta")
     p.add_argument("--servers", default="")
     p.add_argument("--workloads", default="")
+    p.add_argument("--syscalls")
     args = p.parse_args()
     if args.one:
         r = load_fio(args.one)

@@ -23,6 +23,7 @@ shm=${BENCH_SHM:-/dev/shm}
 wait_idle=${BENCH_WAIT_IDLE:-0}                 # max seconds to wait for an idle box per sample
 keep=${BENCH_KEEP:-0}                           # 1: keep the temp dir (image, logs)
 start_timeout=${BENCH_START_TIMEOUT:-15}
+syscalls=${BENCH_SYSCALLS:-0}                   # 1: extra pass counting server syscalls per request
 
 usage() {
   cat <<EOF
@@ -41,6 +42,9 @@ Usage: tests/bench/run_bench.sh [options]
   --fleeced PATH        fleeced binary (default build/bin/fleeced)          [FLEECED]
   --wait-idle S         before each sample wait up to S seconds for the box to be idle
                         (other processes below 25% CPU) (default $wait_idle) [BENCH_WAIT_IDLE]
+  --syscalls            after the timed rounds, one more sample per (workload, server) with
+                        \`strace -c -f\` attached to the server: syscalls per request
+                        (throughput of that pass is not reported; strace slows it)  [BENCH_SYSCALLS=1]
   --keep                keep the temp dir in $shm (image, server logs)      [BENCH_KEEP=1]
   -h, --help
 
@@ -73,6 +77,7 @@ while [ $# -gt 0 ]; do
     --wait-idle) wait_idle=$2; shift ;;
     --wait-idle=*) wait_idle=${1#*=} ;;
     --keep) keep=1 ;;
+    --syscalls) syscalls=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run_bench: unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -94,6 +99,7 @@ mib=$((1024 * 1024))
   || die "--size must be a multiple of 4 MiB and at least 16 MiB"
 [[ $out = /* ]] || out=$PWD/$out
 
+if [ "$syscalls" = 1 ]; then command -v strace >/dev/null || die "--syscalls needs strace"; fi
 for tool in fio python3 numfmt timeout; do
   command -v "$tool" >/dev/null || die "$tool not found (scripts/install-deps.sh installs the bench tools)"
 done
@@ -133,6 +139,7 @@ work=$(mktemp -d "$shm/fleece-bench.XXXXXX")
 img=$work/image.raw
 server_pid=""
 fio_pid=""
+strace_pid=""
 
 kill_and_reap() {  # pid: TERM, wait up to 10 s, then KILL
   local pid=$1 i
@@ -153,6 +160,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
   [ -n "$fio_pid" ] && kill_and_reap "$fio_pid"
+  [ -n "$strace_pid" ] && kill_and_reap "$strace_pid"
   [ -n "$server_pid" ] && kill_and_reap "$server_pid"
   if [ "$keep" = 1 ]; then
     log "kept $work"
@@ -402,7 +410,41 @@ for ((round = 1; round <= repeats; round++)); do
   done
 done
 
-python3 "$script_dir/fio_table.py" --samples "$samples" --meta "$meta" \
+# ---- optional pass: syscalls per request ----------------------------------------------
+syscall_samples=$raw_dir/syscalls.tsv
+printf 'workload\tserver\tjson\tstrace\n' >"$syscall_samples"
+if [ "$syscalls" = 1 ]; then
+  for wl in "${workload_list[@]}"; do
+    for s in "${active[@]}"; do
+      [ "$s" = local ] && continue
+      json=$raw_dir/$wl.$s.strace.json
+      sfile=$raw_dir/$wl.$s.strace.txt
+      sock=$work/$s.sock
+      if ! start_server "$s" "$sock" "$raw_dir/$wl.$s.strace.server.log"; then
+        log "syscalls: $s did not start for $wl"
+        continue
+      fi
+      # strace watches the whole fio run (no ramp), so every request fio counts is in it.
+      strace -c -f -q -p "$server_pid" -o "$sfile" 2>/dev/null &
+      strace_pid=$!
+      sleep 0.5
+      mapfile -t fargs < <(fio_args_for "$wl" "$s" "$sock")
+      timeout -k 5 $((runtime + 60)) fio "${fargs[@]}" --ramp_time=0 --output="$json" \
+        >/dev/null 2>"$raw_dir/$wl.$s.strace.stderr" &
+      fio_pid=$!
+      wait "$fio_pid" || true
+      fio_pid=""
+      kill -INT "$strace_pid" 2>/dev/null || true
+      wait "$strace_pid" 2>/dev/null || true
+      strace_pid=""
+      stop_server
+      printf '%s\t%s\t%s\t%s\n' "$wl" "$s" "$json" "$sfile" >>"$syscall_samples"
+      log "syscalls: $wl $(label_of "$s") done"
+    done
+  done
+fi
+
+python3 "$script_dir/fio_table.py" --samples "$samples" --meta "$meta" --syscalls "$syscall_samples" \
   --servers "$(IFS=,; echo "${active[*]}")" --workloads "$workloads" >"$out.tmp"
 mv "$out.tmp" "$out"
 cat "$out"
