@@ -95,8 +95,9 @@ done
 size_clean=${size%iB}; size_clean=${size_clean%B}
 size_bytes=$(numfmt --from=iec "$size_clean" 2>/dev/null) || die "bad --size '$size'"
 mib=$((1024 * 1024))
-[ $((size_bytes % (4 * mib))) -eq 0 ] && [ "$size_bytes" -ge $((16 * mib)) ] \
-  || die "--size must be a multiple of 4 MiB and at least 16 MiB"
+if [ $((size_bytes % (4 * mib))) -ne 0 ] || [ "$size_bytes" -lt $((16 * mib)) ]; then
+  die "--size must be a multiple of 4 MiB and at least 16 MiB"
+fi
 [[ $out = /* ]] || out=$PWD/$out
 
 if [ "$syscalls" = 1 ]; then command -v strace >/dev/null || die "--syscalls needs strace"; fi
@@ -134,7 +135,7 @@ for w in "${workload_list[@]}"; do
 done
 
 # ---- temp dir, cleanup -------------------------------------------------------------
-[ -d "$shm" ] && [ -w "$shm" ] || die "$shm is not a writable directory"
+if [ ! -d "$shm" ] || [ ! -w "$shm" ]; then die "$shm is not a writable directory"; fi
 work=$(mktemp -d "$shm/fleece-bench.XXXXXX")
 img=$work/image.raw
 server_pid=""
@@ -264,8 +265,8 @@ fio_args_for() {  # workload server-key sock -> prints fio args, one per line
   local wl=$1 key=$2 sock=$3 kind jobs rw bs qd
   kind=${wl%-*}; jobs=${wl##*-}
   case "$kind" in
-    seqread) rw=read; bs=1M; qd=16 ;;
-    seqwrite) rw=write; bs=1M; qd=16 ;;
+    seqread) rw="read"; bs=1M; qd=16 ;;
+    seqwrite) rw="write"; bs=1M; qd=16 ;;
     randread) rw=randread; bs=4k; qd=32 ;;
     randwrite) rw=randwrite; bs=4k; qd=32 ;;
   esac
