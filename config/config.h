@@ -23,16 +23,29 @@ struct SourceLocation {
 struct ListenAddress {
   enum class Kind { kUnix, kTcp };
   Kind kind = Kind::kUnix;
-  std::string path;  // kUnix
-  std::string host;  // kTcp, without brackets
-  uint16_t port = 0; // kTcp
+  std::string path;   // kUnix
+  std::string host;   // kTcp, without brackets
+  uint16_t port = 0;  // kTcp
   SourceLocation where;
   std::string to_string() const;  // "unix:PATH" / "tcp:HOST:PORT"
 };
 
-// Parses the command-line form `unix:PATH` or `tcp:HOST:PORT`; empty on error with
-// `error` set.
+// Parses the command-line form `unix:PATH` or `tcp:HOST:PORT` (`tcp:[::1]:10809` for
+// IPv6); empty on error with `error` (if given) set to a one-line reason.
 std::optional<ListenAddress> parse_listen_address(const std::string& text, std::string* error);
+// The value parts on their own, as written in YAML (`unix: PATH`, `tcp: HOST:PORT`).
+std::optional<ListenAddress> parse_unix_address(const std::string& path, std::string* error);
+std::optional<ListenAddress> parse_tcp_address(const std::string& host_port, std::string* error);
+
+// One mistake in a configuration: where, which element (a path like
+// `nodes[2].file.filename`), and what is wrong.
+struct ConfigError {
+  SourceLocation where;
+  std::string path;  // empty for whole-file problems (syntax, unreadable file)
+  std::string message;
+  // "FILE:LINE: PATH: MESSAGE" (parts that are unknown are left out).
+  std::string to_string() const;
+};
 
 struct ControlConfig {
   std::string unix_path;  // empty = no control socket
@@ -41,11 +54,17 @@ struct ControlConfig {
 
 struct LogConfig {
   std::string level = "info";  // trace|debug|info|warn|error
+  SourceLocation where;
 };
+
+// The log levels `log.level` and `--log-level` accept, least to most severe.
+inline constexpr const char* kLogLevels[] = {"trace", "debug", "info", "warn", "error"};
+bool is_log_level(const std::string& level);
 
 struct ExportConfig {
   std::string name;
   std::string node;
+  SourceLocation node_where;  // where `node:` was written
   std::string description;
   bool writable = false;
   std::vector<std::string> bitmaps;
@@ -56,6 +75,7 @@ struct ExportConfig {
 
 struct BitmapConfig {
   std::string node;
+  SourceLocation node_where;  // where `node:` was written
   std::string name;
   bool persistent = true;
   uint64_t granularity = 65536;
@@ -64,6 +84,7 @@ struct BitmapConfig {
 
 struct FleecingConfig {
   std::string overlay_dir;
+  SourceLocation where;
 };
 
 struct TlsConfig {
@@ -76,11 +97,11 @@ struct TlsConfig {
 
 // Tunables of the NBD server and the runtime.
 struct ServerConfig {
-  unsigned io_threads = 0;          // 0 = one per core
-  unsigned blocking_threads = 4;    // disk I/O pool
+  unsigned io_threads = 0;        // 0 = one per core
+  unsigned blocking_threads = 4;  // disk I/O pool
   unsigned max_connections = 256;
   unsigned handshake_timeout_s = 10;
-  unsigned max_in_flight = 16;      // requests in flight per connection
+  unsigned max_in_flight = 16;  // requests in flight per connection
 };
 
 struct Config {
@@ -90,7 +111,7 @@ struct Config {
   LogConfig log;
   ServerConfig server;
   std::vector<blockcore::NodeSpec> nodes;
-  std::vector<SourceLocation> node_where;  // parallel to nodes
+  std::vector<SourceLocation> node_where;  // parallel to nodes (the entry's first line)
   std::vector<ExportConfig> exports;
   std::vector<BitmapConfig> bitmaps;
   std::optional<FleecingConfig> fleecing;

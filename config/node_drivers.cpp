@@ -1,0 +1,81 @@
+#include "config/node_drivers.h"
+
+#include <cstdint>
+#include <limits>
+
+#include "config/node_parser.h"
+
+namespace config {
+namespace {
+
+constexpr uint64_t kMaxOffset = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+
+// driver: file — filename, cache: {direct}, direct, locking.
+void parse_file_options(MapReader& m, blockcore::NodeSpec& spec, NodeParser&) {
+  if (auto f = m.string("filename", /*required=*/true)) {
+    if (f->empty()) {
+      m.diag().error(m.where_of("filename"), m.path_of("filename"), "the file name is empty");
+    }
+    spec.file.filename = *f;
+  }
+  std::optional<bool> cache_direct;
+  if (YAML::Node cache = m.get("cache"); cache.IsDefined()) {
+    MapReader c(cache, m.path_of("cache"), m.diag(), m.where_of("cache"));
+    cache_direct = c.boolean("direct");
+    c.finish();
+  }
+  std::optional<bool> direct = m.boolean("direct");
+  if (cache_direct && direct) {
+    m.diag().error(m.where_of("direct"), m.path_of("direct"),
+                   "give either cache.direct or direct, not both");
+  }
+  spec.file.direct = direct.value_or(cache_direct.value_or(false));
+  if (auto l = m.choice("locking", {"auto", "on", "off"})) {
+    spec.file.locking = *l == "on"    ? blockcore::LockMode::kOn
+                        : *l == "off" ? blockcore::LockMode::kOff
+                                      : blockcore::LockMode::kAuto;
+  }
+}
+
+// driver: raw — file (required), offset, size.
+void parse_raw_options(MapReader& m, blockcore::NodeSpec& spec, NodeParser& nodes) {
+  if (auto o = m.size("offset", 0, kMaxOffset)) spec.raw.offset = *o;
+  if (auto s = m.size("size", 0, kMaxOffset)) spec.raw.size = *s;
+  spec.file_child = nodes.parse_child(m, "file", spec);
+}
+
+}  // namespace
+
+const std::vector<NodeDriverSyntax>& node_driver_syntaxes() {
+  static const std::vector<NodeDriverSyntax> kDrivers = {
+      {"file", &parse_file_options},
+      {"raw", &parse_raw_options},
+  };
+  return kDrivers;
+}
+
+const NodeDriverSyntax* find_node_driver_syntax(const std::string& name) {
+  for (const NodeDriverSyntax& d : node_driver_syntaxes()) {
+    if (d.name == name) return &d;
+  }
+  return nullptr;
+}
+
+std::string known_node_driver_names() {
+  std::string names;
+  for (const NodeDriverSyntax& d : node_driver_syntaxes()) {
+    names += (names.empty() ? "" : ", ") + d.name;
+  }
+  return names;
+}
+
+std::vector<std::string> node_driver_keys(const NodeDriverSyntax& driver) {
+  Diagnostics scratch("");
+  NodeParser parser(scratch);
+  MapReader m(YAML::Node(YAML::NodeType::Map), "", scratch);
+  blockcore::NodeSpec spec;
+  driver.parse(m, spec, parser);
+  return {m.known_keys().begin(), m.known_keys().end()};
+}
+
+}  // namespace config

@@ -1,0 +1,74 @@
+// NodeParser: reads the `nodes:` section into blockcore::NodeSpecs — the common keys
+// (node-name, driver, read-only), each driver's options through the node_drivers table,
+// and child references (`file: NAME`) or inline children (`file: {...}`). After the whole
+// list is read it checks the references together, so nodes may be listed in any order:
+// unknown names, cycles, a writable parent over a read-only node, and two writable
+// parents of one node are errors at the line of the offending reference.
+// Threading: single-threaded; one parser per load.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "blockcore/node_spec.h"
+#include "config/config.h"
+#include "config/yaml_reader.h"
+
+namespace config {
+
+class NodeParser {
+ public:
+  explicit NodeParser(Diagnostics& diag) : diag_(diag) {}
+
+  // Parses the `nodes:` list (at `where`) into out.nodes and out.node_where, then
+  // checks the references between them.
+  void parse_nodes(const YAML::Node& list, const SourceLocation& where, Config& out);
+
+  // Reads the child at `key` of the node `m` is reading (drivers call this): a string
+  // names another node, a map describes an inline node. A missing key is an error.
+  std::optional<blockcore::ChildRef> parse_child(MapReader& m, const std::string& key,
+                                                 const blockcore::NodeSpec& parent);
+
+ private:
+  // A node that has a name, wherever it was defined.
+  struct Named {
+    std::string path;
+    SourceLocation where;
+    bool read_only = false;
+  };
+  // A parent writing a named node (as its file child).
+  struct Writer {
+    std::string label;  // "nodes[1] ('raw0')"
+    std::string path;   // of the reference or inline child
+    SourceLocation where;
+  };
+  // A `file: NAME` reference, resolved after the whole list is read.
+  struct Reference {
+    std::string target;
+    std::string owner;  // the nearest named node containing the reference
+    std::string path;
+    SourceLocation where;
+    std::string parent_label;
+    bool parent_writable = false;
+  };
+
+  // Parses one node map; `parent` is null for a top-level entry.
+  blockcore::NodeSpec parse_node(const YAML::Node& n, const std::string& path,
+                                 const SourceLocation& where, const blockcore::NodeSpec* parent);
+  void check_references();
+  void check_cycles();
+  static std::string label(const std::string& path, const std::string& name);
+
+  Diagnostics& diag_;
+  std::map<std::string, Named> named_;
+  std::map<std::string, std::vector<Writer>> writers_;
+  std::vector<Reference> refs_;
+  // Named node -> named nodes it contains inline (for cycle detection with refs_).
+  std::map<std::string, std::vector<std::string>> contains_;
+  std::vector<std::string> owners_;  // stack of the named nodes being parsed
+  std::vector<std::string> labels_;  // stack of labels of the nodes being parsed
+};
+
+}  // namespace config
