@@ -1,0 +1,99 @@
+// FileNode: the `file` protocol driver — a regular file or a block device served with
+// pread/pwrite, fdatasync, fallocate (zero range, punch hole), BLKZEROOUT/BLKDISCARD,
+// SEEK_DATA/SEEK_HOLE, optional O_DIRECT with aligned bounce buffers, and QEMU-
+// compatible image locking (image_lock.h).
+// Threading: all methods may run concurrently on any executor. Reads and writes first
+// try the syscall inline with RWF_NOWAIT (served from the page cache, never waiting for
+// the device) and fall back to the BlockingPool only when the kernel would block; files
+// on tmpfs/ramfs are read and written inline (memory copies, no device to wait for).
+// fdatasync, fallocate, lseek, fadvise and O_DIRECT I/O always run on the pool. The
+// only mutable state is a handful of atomics caching what the file supports.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "blockcore/base/result.h"
+#include "blockcore/block_node.h"
+#include "blockcore/drivers/file_probe.h"
+#include "blockcore/drivers/image_lock.h"
+#include "blockcore/io/aligned_buffer.h"
+#include "blockcore/io/blocking_pool.h"
+#include "blockcore/node_spec.h"
+
+namespace blockcore {
+
+class FileNode final : public BlockNode {
+ public:
+  // Opens spec.file.filename (spec.driver must be "file") read-only or read-write per
+  // spec.read_only, takes the image lock per spec.file.locking, and probes the file.
+  // Blocking: call on the control/start-up path. `pool` must outlive the node.
+  // Errors: ENOENT/EACCES/... from open(2) ("Could not open 'f': ..."), EINVAL for an
+  // unsupported file type or bad options, EAGAIN when another process holds a
+  // conflicting lock ("Failed to get \"write\" lock on 'f': ...").
+  static Result<std::shared_ptr<FileNode>> open(const NodeSpec& spec, io::BlockingPool& pool);
+
+  ~FileNode() override;
+
+  std::string describe() const override { return filename_; }
+  const std::string& filename() const { return filename_; }
+  bool direct() const { return direct_; }
+  bool is_block_device() const { return props_.block_device; }
+  bool memory_backed() const { return props_.memory_backed; }
+  // True when QEMU-compatible lock bytes are held on the image.
+  bool locked() const { return lock_.held(); }
+
+ protected:
+  Task<Status> do_read(uint64_t off, std::span<std::byte> buf) override;
+  Task<Status> do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) override;
+  Task<Status> do_write_zeroes(uint64_t off, uint64_t len, IoFlags flags) override;
+  Task<Status> do_discard(uint64_t off, uint64_t len, IoFlags flags) override;
+  Task<Status> do_flush() override;
+  Task<Status> do_cache(uint64_t off, uint64_t len) override;
+  Task<Result<ExtentList>> do_block_status(uint64_t off, uint64_t len) override;
+
+ private:
+  FileNode(const NodeSpec& spec, io::BlockingPool& pool, int fd, int tail_fd,
+           const FileProperties& props, ImageLock lock);
+
+  // Blocking bodies, run on the pool (or inline for memory-backed files).
+  Status read_blocking(uint64_t off, std::span<std::byte> buf);
+  Status write_blocking(uint64_t off, std::span<const std::byte> buf, bool fua);
+  Status write_data(uint64_t off, std::span<const std::byte> buf, int rwf_flags);
+  Status direct_read(uint64_t off, std::span<std::byte> buf);
+  Status direct_write(uint64_t off, std::span<const std::byte> buf, int rwf_flags);
+  Status zero_blocking(uint64_t off, uint64_t len, IoFlags flags);
+  Status zero_regular(uint64_t off, uint64_t len, IoFlags flags);
+  Status zero_block_device(uint64_t off, uint64_t len, IoFlags flags);
+  Status zero_by_writing(uint64_t off, uint64_t len);
+  Status discard_blocking(uint64_t off, uint64_t len);
+  Status flush_blocking();
+  Status sync_failed(const Status& s);  // records a sticky flush error, returns s
+
+  const std::string filename_;
+  io::BlockingPool& pool_;
+  const int fd_;
+  // Direct mode on a file whose size is not aligned: a buffered fd for the tail.
+  const int tail_fd_;
+  const bool direct_;
+  const FileProperties props_;
+  // Read and write inline (memory-backed file, buffered): no RWF_NOWAIT needed.
+  const bool inline_data_;
+  ImageLock lock_;
+  io::AlignedBufferPool bounce_pool_;
+
+  // What the file turned out to support; cleared on the first EOPNOTSUPP.
+  std::atomic<bool> nowait_read_{true};
+  std::atomic<bool> nowait_write_{true};
+  std::atomic<bool> dsync_write_{true};
+  std::atomic<bool> punch_hole_;
+  std::atomic<bool> zero_range_{true};
+  // errno of a failed fdatasync: the kernel may have dropped the dirty pages, so no
+  // later flush may claim success (QEMU's page_cache_inconsistent).
+  std::atomic<int> sticky_sync_error_{0};
+};
+
+}  // namespace blockcore
