@@ -1,0 +1,161 @@
+#include "server/control/blockdev_options.h"
+
+#include <cctype>
+#include <memory>
+#include <set>
+#include <string_view>
+
+#include "server/control/qmp_error.h"
+
+namespace server::control {
+
+using blockcore::LockMode;
+using blockcore::NodeSpec;
+using blockcore::Status;
+using nlohmann::json;
+
+namespace {
+
+// What an inline child takes from its parent when it does not say otherwise.
+struct Inherited {
+  bool read_only = false;
+  bool direct = false;
+};
+
+NodeSpec read_node(ArgReader& r, const Inherited& parent);
+
+void read_file_options(ArgReader& r, NodeSpec& spec, const Inherited& own) {
+  spec.file.filename = r.required_string("filename");
+  spec.file.direct = own.direct;
+  auto locking = r.optional_enum("locking", {"auto", "on", "off"});
+  if (locking == "on") spec.file.locking = LockMode::kOn;
+  if (locking == "off") spec.file.locking = LockMode::kOff;
+  // fleece always does disk I/O on its own thread pool; the choice is accepted so that
+  // tools passing it keep working.
+  (void)r.optional_enum("aio", {"threads", "native", "io_uring"});
+}
+
+// BlockdevRef: the node-name of an existing node, or an inline node definition.
+void read_child_ref(ArgReader& r, std::string_view key, NodeSpec& spec, const Inherited& own,
+                    bool required) {
+  const json* v = r.optional_value(key);
+  if (v == nullptr) {
+    if (required && r.ok()) r.fail(generic_error(missing_parameter(r.full_name(key))));
+    return;
+  }
+  blockcore::ChildRef ref;
+  if (v->is_string()) {
+    ref.node_name = v->get<std::string>();
+  } else if (v->is_object()) {
+    auto sub = r.optional_object(key);
+    if (!sub) return;
+    ref.inline_spec = std::make_shared<NodeSpec>(read_node(*sub, own));
+  } else {
+    r.fail_type(key, "BlockdevRef");
+    return;
+  }
+  spec.file_child = std::move(ref);
+}
+
+void read_raw_options(ArgReader& r, NodeSpec& spec, const Inherited& own) {
+  read_child_ref(r, "file", spec, own, /*required=*/true);
+  spec.raw.offset = r.optional_uint64("offset").value_or(0);
+  spec.raw.size = r.optional_uint64("size");
+}
+
+struct DriverOptions {
+  std::string_view name;
+  void (*read)(ArgReader& r, NodeSpec& spec, const Inherited& own);
+};
+
+// Every driver blockdev-add accepts, with the reader of its own members.
+constexpr DriverOptions kDrivers[] = {
+    {"file", read_file_options},
+    {"raw", read_raw_options},
+};
+
+NodeSpec read_node(ArgReader& r, const Inherited& parent) {
+  NodeSpec spec;
+  auto driver = r.optional_string("driver");
+  const DriverOptions* drv = nullptr;
+  if (!driver) {
+    if (r.ok()) r.fail(generic_error(missing_parameter(r.full_name("driver"))));
+  } else {
+    for (const auto& d : kDrivers) {
+      if (d.name == *driver) drv = &d;
+    }
+    if (drv == nullptr) r.fail(generic_error(invalid_parameter_value(r.full_name("driver"),
+                                                                     *driver)));
+    spec.driver = *driver;
+  }
+  spec.node_name = r.optional_string("node-name").value_or("");
+
+  Inherited own = parent;
+  spec.read_only = r.optional_bool("read-only", parent.read_only);
+  own.read_only = spec.read_only;
+  // QEMU falls back to read-only when read-write fails; fleece opens as asked.
+  (void)r.optional_bool("auto-read-only");
+  if (auto cache = r.optional_object("cache")) {
+    own.direct = cache->optional_bool("direct", parent.direct);
+    if (cache->optional_bool("no-flush", false)) {
+      cache->fail(generic_error("cache.no-flush=true is not supported: fleece always flushes"));
+    }
+  }
+  if (r.optional_enum("discard", {"ignore", "unmap"}) == "ignore") {
+    r.fail(generic_error("discard=ignore is not supported: fleece passes discards down"));
+  }
+  if (drv != nullptr) drv->read(r, spec, own);
+  return spec;
+}
+
+// Named nodes of `spec` (root and inline children) and the existing nodes it refers to.
+void collect_names(const NodeSpec& spec, std::vector<std::string>& names,
+                   std::vector<std::string>& refs) {
+  if (!spec.node_name.empty()) names.push_back(spec.node_name);
+  if (!spec.file_child) return;
+  if (!spec.file_child->node_name.empty()) refs.push_back(spec.file_child->node_name);
+  if (spec.file_child->inline_spec) collect_names(*spec.file_child->inline_spec, names, refs);
+}
+
+}  // namespace
+
+NodeSpec read_blockdev_options(ArgReader& r) { return read_node(r, Inherited{}); }
+
+bool id_wellformed(const std::string& id) {
+  if (id.empty() || !std::isalpha(static_cast<unsigned char>(id[0]))) return false;
+  for (char c : id) {
+    auto u = static_cast<unsigned char>(c);
+    if (!std::isalnum(u) && c != '-' && c != '.' && c != '_') return false;
+  }
+  return true;
+}
+
+std::string check_node_name(const std::string& name) {
+  if (!id_wellformed(name)) return "Invalid node-name: '" + name + "'";
+  if (name.size() > 31) return "Node name too long";
+  return {};
+}
+
+Status check_blockdev_spec(const NodeSpec& spec, const blockcore::Graph& graph) {
+  if (spec.node_name.empty()) {
+    return generic_error("'node-name' must be specified for the root node");
+  }
+  std::vector<std::string> names;
+  std::vector<std::string> refs;
+  collect_names(spec, names, refs);
+  std::set<std::string> seen;
+  for (const auto& name : names) {
+    if (std::string err = check_node_name(name); !err.empty()) return generic_error(err);
+    if (!seen.insert(name).second || graph.find(name) != nullptr) {
+      return generic_error("Duplicate nodes with node-name='" + name + "'");
+    }
+  }
+  for (const auto& ref : refs) {
+    if (graph.find(ref) == nullptr) {
+      return generic_error("Cannot find device='" + ref + "' nor node-name='" + ref + "'");
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace server::control

@@ -1,0 +1,34 @@
+#include "server/control/command_table.h"
+
+#include <stdexcept>
+
+namespace server::control {
+
+void CommandTable::add(std::string name, CommandHandler handler) {
+  if (commands_.count(name)) {
+    throw std::logic_error("QMP command '" + name + "' registered twice");
+  }
+  commands_.emplace(std::move(name), std::move(handler));
+}
+
+const CommandHandler* CommandTable::find(std::string_view name) const {
+  auto it = commands_.find(name);
+  return it == commands_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> CommandTable::names() const {
+  std::vector<std::string> out;
+  out.reserve(commands_.size());
+  for (const auto& [name, handler] : commands_) out.push_back(name);
+  return out;
+}
+
+CommandTable make_default_command_table() {
+  CommandTable table;
+  register_meta_commands(table);
+  register_block_commands(table);
+  register_export_commands(table);
+  return table;
+}
+
+}  // namespace server::control
