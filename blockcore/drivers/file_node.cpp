@@ -68,8 +68,7 @@ Result<std::shared_ptr<FileNode>> FileNode::open(const NodeSpec& spec, io::Block
                                               file_node_lock_perms(spec.read_only), opts.locking);
   if (!lock.is_ok()) return lock.status();
 
-  Result<FileProperties> props = probe_file(fd.get(), opts.direct, !spec.read_only,
-                                            opts.filename);
+  Result<FileProperties> props = probe_file(fd.get(), opts.direct, !spec.read_only, opts.filename);
   if (!props.is_ok()) return props.status();
 
   // O_DIRECT cannot reach the last partial block of an unaligned file; a buffered fd
@@ -259,8 +258,8 @@ Task<Status> FileNode::do_flush() {
 
 Status FileNode::flush_blocking() {
   if (int e = sticky_sync_error_.load(std::memory_order_relaxed); e != 0) {
-    return Status::from_errno(e, "fdatasync " + filename_ +
-                                     " (an earlier flush failed; written data may be lost)");
+    return Status::from_errno(
+        e, "fdatasync " + filename_ + " (an earlier flush failed; written data may be lost)");
   }
   Status s = posix::datasync(fd_, filename_);
   return s.is_ok() ? s : sync_failed(s);
@@ -274,8 +273,8 @@ Status FileNode::sync_failed(const Status& s) {
 
 Task<Status> FileNode::do_cache(uint64_t off, uint64_t len) {
   co_return co_await pool_.run([this, off, len] {
-    const int err = posix_fadvise(fd_, static_cast<off_t>(off), static_cast<off_t>(len),
-                                  POSIX_FADV_WILLNEED);
+    const int err =
+        posix_fadvise(fd_, static_cast<off_t>(off), static_cast<off_t>(len), POSIX_FADV_WILLNEED);
     return err == 0 ? Status::ok() : Status::from_errno(err, "posix_fadvise " + filename_);
   });
 }
@@ -303,8 +302,8 @@ Status FileNode::zero_regular(uint64_t off, uint64_t len, IoFlags flags) {
     punch_hole_.store(false, std::memory_order_relaxed);
   }
   if (zero_range_.load(std::memory_order_relaxed)) {
-    const int err = posix::fallocate_errno(fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off,
-                                           len);
+    const int err =
+        posix::fallocate_errno(fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len);
     if (err == 0) return Status::ok();
     if (!posix::is_unsupported_errno(err)) return Status::from_errno(err, what);
     zero_range_.store(false, std::memory_order_relaxed);  // e.g. tmpfs
@@ -370,9 +369,8 @@ Status FileNode::zero_by_writing(uint64_t off, uint64_t len) {
 }
 
 Task<Status> FileNode::do_discard(uint64_t off, uint64_t len, IoFlags flags) {
-  FLEECE_CO_RETURN_IF_ERROR(co_await pool_.run([this, off, len] {
-    return discard_blocking(off, len);
-  }));
+  FLEECE_CO_RETURN_IF_ERROR(
+      co_await pool_.run([this, off, len] { return discard_blocking(off, len); }));
   if (has_flag(flags, IoFlags::kFua)) co_return co_await do_flush();
   co_return Status::ok();
 }
@@ -399,8 +397,8 @@ Status FileNode::discard_blocking(uint64_t off, uint64_t len) {
 Task<Result<ExtentList>> FileNode::do_block_status(uint64_t off, uint64_t len) {
   if (props_.block_device) co_return ExtentList{Extent{len, 0, 1}};  // no holes to find
   co_return co_await pool_.run([this, off, len]() -> Result<ExtentList> {
-    return posix::seek_extents(fd_, off, len, size(), info().request_alignment,
-                               kMaxExtentsPerCall, filename_);
+    return posix::seek_extents(fd_, off, len, size(), info().request_alignment, kMaxExtentsPerCall,
+                               filename_);
   });
 }
 

@@ -20,9 +20,7 @@
 namespace blockcore {
 namespace {
 
-std::string quoted(std::string_view filename) {
-  return "'" + std::string(filename) + "'";
-}
+std::string quoted(std::string_view filename) { return "'" + std::string(filename) + "'"; }
 
 // Reads one integer from a sysfs file of the queue of device `dev`; partitions have
 // no queue/ of their own, so their parent disk's is tried too.
@@ -55,8 +53,7 @@ void probe_direct_alignment_regular(int fd, FileProperties* p) {
 
 }  // namespace
 
-Result<FileProperties> probe_file(int fd, bool direct, bool writable,
-                                  std::string_view filename) {
+Result<FileProperties> probe_file(int fd, bool direct, bool writable, std::string_view filename) {
   FileProperties p;
   struct stat st = {};
   if (fstat(fd, &st) != 0) return Status::from_errno(errno, "fstat " + quoted(filename));
@@ -94,8 +91,8 @@ Result<FileProperties> probe_file(int fd, bool direct, bool writable,
       // Punching a hole past EOF with KEEP_SIZE changes nothing but tells whether the
       // file system supports it.
       const uint64_t past_eof = ((p.size + 65535) & ~uint64_t{65535}) + 65536;
-      const int err = posix::fallocate_errno(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                             past_eof, 65536);
+      const int err =
+          posix::fallocate_errno(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, past_eof, 65536);
       p.can_punch_hole = err == 0;
     }
   } else {

@@ -84,8 +84,8 @@ NowaitResult pwrite_nowait(int fd, std::span<const std::byte> buf, uint64_t off)
 Status pread_full(int fd, std::span<std::byte> buf, uint64_t off, std::string_view what) {
   size_t done = 0;
   while (done < buf.size()) {
-    const ssize_t n = pread(fd, buf.data() + done, buf.size() - done,
-                            static_cast<off_t>(off + done));
+    const ssize_t n =
+        pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(off + done));
     if (n > 0) {
       done += static_cast<size_t>(n);
     } else if (n == 0) {  // EOF of a regular file: zeroes, like a sparse tail

@@ -1,14 +1,13 @@
 #include "blockcore/drivers/image_lock.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <string>
 #include <utility>
-
-#include <spdlog/spdlog.h>
 
 namespace blockcore {
 namespace {
@@ -89,10 +88,14 @@ LockPerms file_node_lock_perms(bool read_only) {
 
 const char* perm_name(uint64_t perm_bit) {
   switch (perm_bit) {
-    case kPermConsistentRead: return "consistent read";
-    case kPermWrite: return "write";
-    case kPermWriteUnchanged: return "write unchanged";
-    case kPermResize: return "resize";
+    case kPermConsistentRead:
+      return "consistent read";
+    case kPermWrite:
+      return "write";
+    case kPermWriteUnchanged:
+      return "write unchanged";
+    case kPermResize:
+      return "resize";
   }
   return "unknown";
 }
@@ -130,9 +133,9 @@ Result<ImageLock> ImageLock::acquire(int fd, std::string_view filename, LockPerm
                     Status::from_errno(err, "F_OFD_GETLK").to_string());
       return ImageLock();
     }
-    return Status::error(ENOTSUP, "locking is on but " + quoted(filename) +
-                                      " does not support OFD locks (F_OFD_GETLK: " +
-                                      std::strerror(err) + ")");
+    return Status::error(
+        ENOTSUP, "locking is on but " + quoted(filename) +
+                     " does not support OFD locks (F_OFD_GETLK: " + std::strerror(err) + ")");
   }
 
   // The ImageLock owns the bytes from here on, so every failure path unlocks them.
@@ -142,12 +145,12 @@ Result<ImageLock> ImageLock::acquire(int fd, std::string_view filename, LockPerm
   // they fail only against an exclusive lock some other tool took).
   for (int i = 0; i < kPermCount; ++i) {
     for (int base : {kPermLockBase, kSharedLockBase}) {
-      const bool take = base == kPermLockBase ? takes_perm_byte(perms, i)
-                                              : takes_shared_byte(perms, i);
+      const bool take =
+          base == kPermLockBase ? takes_perm_byte(perms, i) : takes_shared_byte(perms, i);
       if (!take) continue;
       if (int err = set_byte_lock(fd, base + i, F_RDLCK); err != 0) {
-        std::string m = "Failed to lock byte " + std::to_string(base + i) + " of " +
-                        quoted(filename);
+        std::string m =
+            "Failed to lock byte " + std::to_string(base + i) + " of " + quoted(filename);
         if (err == EAGAIN || err == EACCES) {
           return Status::error(EAGAIN, m + ": is another process using the image?");
         }

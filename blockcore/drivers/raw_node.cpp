@@ -19,8 +19,8 @@ Result<std::shared_ptr<RawNode>> RawNode::open(const NodeSpec& spec, BlockNodePt
   }
   if (!file_child) return Status::invalid(label + ": needs a 'file' child");
   if (!spec.read_only && file_child->read_only()) {
-    return Status::read_only(label + ": is writable but its file child '" +
-                             file_child->name() + "' is read-only");
+    return Status::read_only(label + ": is writable but its file child '" + file_child->name() +
+                             "' is read-only");
   }
 
   const uint64_t child_size = file_child->size();

@@ -17,9 +17,7 @@ using fleece_test::run_task;
 
 class TinyNode final : public BlockNode {
  public:
-  explicit TinyNode(NodeInfo info) : BlockNode("tiny", "tiny"), data_(info.size) {
-    set_info(info);
-  }
+  explicit TinyNode(NodeInfo info) : BlockNode("tiny", "tiny"), data_(info.size) { set_info(info); }
 
   std::vector<std::string> calls;
   ExtentList extents_to_return;  // empty: one data extent of the asked length
@@ -85,8 +83,8 @@ TEST(BlockNodeTest, InRangeRequestsReachTheHooks) {
   EXPECT_TRUE(run_task(n.cache(0, 4096)).is_ok());
   EXPECT_TRUE(run_task(n.block_status(0, 4096)).is_ok());
   EXPECT_EQ(n.calls, (std::vector<std::string>{"write 512+512", "read 512+512", "zero 0+4096",
-                                                "discard 1024+1024", "flush", "cache 0+4096",
-                                                "status 0+4096"}));
+                                               "discard 1024+1024", "flush", "cache 0+4096",
+                                               "status 0+4096"}));
   EXPECT_EQ(n.in_flight(), 0u);
 }
 

@@ -40,7 +40,9 @@ NodeSpec file_spec(const std::string& path, bool read_only = false, bool direct 
   return spec;
 }
 
-std::vector<std::byte> bytes(size_t n, uint8_t v) { return std::vector<std::byte>(n, std::byte{v}); }
+std::vector<std::byte> bytes(size_t n, uint8_t v) {
+  return std::vector<std::byte>(n, std::byte{v});
+}
 
 bool all_zero(std::span<const std::byte> b) {
   for (std::byte x : b) {
@@ -347,13 +349,14 @@ TEST_P(FileNodeTest, DirectIoServesAnUnalignedTail) {
   EXPECT_TRUE(all_zero(read_file(path, last_block, align + 100)));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Filesystems, FileNodeTest,
-    ::testing::Combine(::testing::Values("/tmp", "/dev/shm"), ::testing::Values(0u, 2u)),
-    [](const ::testing::TestParamInfo<FileNodeTest::ParamType>& p) {
-      std::string fs = std::string(std::get<0>(p.param)) == "/tmp" ? "Tmp" : "Shm";
-      return fs + "Threads" + std::to_string(std::get<1>(p.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Filesystems, FileNodeTest,
+                         ::testing::Combine(::testing::Values("/tmp", "/dev/shm"),
+                                            ::testing::Values(0u, 2u)),
+                         [](const ::testing::TestParamInfo<FileNodeTest::ParamType>& p) {
+                           std::string fs =
+                               std::string(std::get<0>(p.param)) == "/tmp" ? "Tmp" : "Shm";
+                           return fs + "Threads" + std::to_string(std::get<1>(p.param));
+                         });
 
 }  // namespace
 }  // namespace blockcore

@@ -62,8 +62,8 @@ class RecordingNode final : public BlockNode {
 
  private:
   Task<Status> record(const char* op, uint64_t off, uint64_t len, IoFlags f = IoFlags::kNone) {
-    calls.push_back(std::string(op) + " " + std::to_string(off) + "+" + std::to_string(len) +
-                    " f" + std::to_string(static_cast<uint32_t>(f)));
+    calls.push_back(std::string(op) + " " + std::to_string(off) + "+" + std::to_string(len) + " f" +
+                    std::to_string(static_cast<uint32_t>(f)));
     co_return Status::ok();
   }
 };

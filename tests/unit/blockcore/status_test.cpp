@@ -47,8 +47,7 @@ TEST(StatusTest, WithContextPrefixesAndKeepsCode) {
   EXPECT_EQ(s.code(), EIO);
   EXPECT_EQ(s.message(), "node n0: pread a: Input/output error");
   EXPECT_TRUE(Status::ok().with_context("ignored").is_ok());
-  EXPECT_EQ(Status::error(EPERM, "").with_context("p").message(),
-            "p: Operation not permitted");
+  EXPECT_EQ(Status::error(EPERM, "").with_context("p").message(), "p: Operation not permitted");
 }
 
 TEST(StatusTest, ToStringFallsBackToStrerror) {
