@@ -1,0 +1,260 @@
+#include "blockcore/graph.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "blockcore/node_name.h"
+
+namespace blockcore {
+namespace {
+
+std::string node_user(const std::string& name) { return "node '" + name + "'"; }
+
+}  // namespace
+
+Graph::Graph(io::BlockingPool& pool) : Graph(pool, NodeFactory::with_builtin_drivers()) {}
+
+Graph::Graph(io::BlockingPool& pool, NodeFactory factory)
+    : pool_(pool), factory_(std::move(factory)) {}
+
+// Nodes keep their children alive, so the registry may be destroyed in any order.
+Graph::~Graph() = default;
+
+Result<BlockNodePtr> Graph::add(const NodeSpec& spec) {
+  std::lock_guard lock(mu_);
+  if (spec.node_name.empty()) {
+    return Status::invalid("a node added to the graph needs a node-name");
+  }
+  std::vector<std::string> added;
+  Result<BlockNodePtr> r = open_locked(spec, /*inline_parent=*/"", added);
+  if (!r.is_ok()) {
+    // All-or-nothing: unregister what this call opened, parents before children, so
+    // the nodes close as their last references go.
+    for (auto it = added.rbegin(); it != added.rend(); ++it) nodes_.erase(*it);
+  }
+  return r;
+}
+
+Result<BlockNodePtr> Graph::open_locked(const NodeSpec& spec, const std::string& inline_parent,
+                                        std::vector<std::string>& added) {
+  NodeSpec s = spec;
+  if (s.node_name.empty()) {
+    do {
+      s.node_name = generated_node_name(++next_auto_id_);
+    } while (nodes_.count(s.node_name));
+  } else {
+    FLEECE_RETURN_IF_ERROR(check_node_name(s.node_name));
+    if (nodes_.count(s.node_name)) {
+      return Status::error(EEXIST, "node name '" + s.node_name + "' is already in use");
+    }
+  }
+  const std::string label = node_user(s.node_name);
+  const DriverEntry* driver = factory_.find(s.driver);
+  if (!driver) {
+    return Status::invalid(label + ": unknown driver '" + s.driver +
+                           "' (known drivers: " + factory_.names() + ")");
+  }
+
+  BlockNodePtr file_child;
+  if (driver->takes_file_child) {
+    if (!s.file_child) {
+      return Status::invalid(label + ": driver '" + s.driver + "' needs a 'file' child");
+    }
+    Result<BlockNodePtr> child = resolve_child(*s.file_child, s, *driver, added);
+    if (!child.is_ok()) return child.status();
+    file_child = std::move(child.value());
+  } else if (s.file_child) {
+    return Status::invalid(label + ": driver '" + s.driver + "' takes no 'file' child");
+  }
+
+  Result<BlockNodePtr> node = driver->open(OpenRequest{s, pool_, file_child});
+  if (!node.is_ok()) {
+    const Status& e = node.status();
+    // Drivers usually name the node already; add the name where they do not.
+    if (e.message().find("'" + s.node_name + "'") != std::string::npos) return e;
+    return e.with_context(label);
+  }
+  // A child named inside this call (an inline node-name) may have taken our name.
+  if (nodes_.count(s.node_name)) {
+    return Status::error(EEXIST, "node name '" + s.node_name + "' is already in use");
+  }
+  nodes_.emplace(s.node_name, Entry{node.value(), inline_parent, driver->stable_file_reads});
+  added.push_back(s.node_name);
+  return node;
+}
+
+Result<BlockNodePtr> Graph::resolve_child(const ChildRef& ref, const NodeSpec& parent,
+                                          const DriverEntry& parent_driver,
+                                          std::vector<std::string>& added) {
+  const std::string parent_label = node_user(parent.node_name);
+  if (ref.inline_spec) {
+    NodeSpec child = *ref.inline_spec;
+    if (parent.read_only) {
+      child.read_only = true;  // a read-only parent opens its inline child read-only
+    } else if (child.read_only) {
+      return Status::invalid(parent_label +
+                             " is writable, but its inline 'file' child is read-only "
+                             "(make the parent read-only too)");
+    }
+    return open_locked(child, parent.node_name, added);
+  }
+  if (ref.node_name.empty()) return Status::invalid(parent_label + ": empty 'file' reference");
+  auto it = nodes_.find(ref.node_name);
+  if (it == nodes_.end()) {
+    return Status::error(ENOENT, parent_label + ": 'file' refers to node '" + ref.node_name +
+                                     "', which does not exist");
+  }
+  const BlockNodePtr& child = it->second.node;
+  const NodeUse use =
+      child_use(parent_label, !parent.read_only, ChildRole::kFile, parent_driver.stable_file_reads);
+  FLEECE_RETURN_IF_ERROR(check_new_use(*child, uses_locked(child.get()), use));
+  return child;
+}
+
+std::vector<NodeUse> Graph::uses_locked(const BlockNode* node) const {
+  std::vector<NodeUse> uses;
+  for (const auto& [name, entry] : nodes_) {
+    for (const ChildEdge& e : entry.node->children()) {
+      if (e.node.get() != node) continue;
+      uses.push_back(
+          child_use(node_user(name), !entry.node->read_only(), e.role, entry.stable_file_reads));
+    }
+  }
+  auto u = users_.find(node->name());
+  if (u != users_.end()) uses.insert(uses.end(), u->second.begin(), u->second.end());
+  return uses;
+}
+
+std::vector<std::string> Graph::parents_locked(const BlockNode* node) const {
+  std::vector<std::string> out;
+  for (const auto& [name, entry] : nodes_) {
+    const auto& children = entry.node->children();
+    if (std::any_of(children.begin(), children.end(),
+                    [&](const ChildEdge& e) { return e.node.get() == node; })) {
+      out.push_back(name);
+    }
+  }
+  return out;
+}
+
+std::string Graph::in_use_reason_locked(const std::string& name, const BlockNodePtr& node) const {
+  std::vector<std::string> who;
+  for (const std::string& p : parents_locked(node.get())) who.push_back(node_user(p));
+  auto u = users_.find(name);
+  if (u != users_.end()) {
+    for (const NodeUse& use : u->second) who.push_back(use.user);
+  }
+  if (who.empty()) {
+    // With no parents, the registry's is the graph's only reference; any other holder
+    // is an export, a connection or a job that did not declare itself.
+    const long others = node.use_count() - 1;
+    if (others <= 0) return {};
+    return std::to_string(others) + " other reference" + (others == 1 ? "" : "s") +
+           " (an export, an open connection or a job)";
+  }
+  std::string text;
+  for (const std::string& w : who) text += (text.empty() ? "" : ", ") + w;
+  return text;
+}
+
+Status Graph::remove(const std::string& node_name) {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(node_name);
+  if (it == nodes_.end()) return Status::error(ENOENT, "no node named '" + node_name + "'");
+  const std::string reason = in_use_reason_locked(node_name, it->second.node);
+  if (!reason.empty()) {
+    return Status::error(EBUSY, "node '" + node_name + "' is in use by " + reason);
+  }
+  erase_locked(node_name);
+  return Status::ok();
+}
+
+void Graph::erase_locked(const std::string& name) {
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) return;
+  BlockNodePtr node = std::move(it->second.node);
+  nodes_.erase(it);
+  users_.erase(name);
+  std::vector<std::string> inline_children;
+  for (const ChildEdge& e : node->children()) {
+    auto c = nodes_.find(e.node->name());
+    if (c != nodes_.end() && c->second.inline_parent == name) inline_children.push_back(c->first);
+  }
+  node.reset();  // the last reference: the node closes and drops its children
+  for (const std::string& child : inline_children) {
+    auto c = nodes_.find(child);
+    if (c == nodes_.end()) continue;
+    if (in_use_reason_locked(child, c->second.node).empty()) {
+      erase_locked(child);
+    } else {
+      c->second.inline_parent.clear();  // another node uses it: it now stands on its own
+    }
+  }
+}
+
+BlockNodePtr Graph::find(const std::string& node_name) const {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(node_name);
+  return it == nodes_.end() ? nullptr : it->second.node;
+}
+
+std::vector<BlockNodePtr> Graph::nodes() const {
+  std::lock_guard lock(mu_);
+  std::vector<BlockNodePtr> out;
+  out.reserve(nodes_.size());
+  for (const auto& [name, entry] : nodes_) out.push_back(entry.node);
+  return out;
+}
+
+std::vector<std::string> Graph::parents_of(const BlockNode* node) const {
+  std::lock_guard lock(mu_);
+  return parents_locked(node);
+}
+
+bool Graph::is_inline(const std::string& node_name) const {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(node_name);
+  return it != nodes_.end() && !it->second.inline_parent.empty();
+}
+
+Status Graph::add_user(const std::string& node_name, const std::string& user, bool write) {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(node_name);
+  if (it == nodes_.end()) return Status::error(ENOENT, "no node named '" + node_name + "'");
+  auto existing = users_.find(node_name);
+  if (existing != users_.end()) {
+    for (const NodeUse& u : existing->second) {
+      if (u.user == user) {
+        return Status::error(EEXIST, user + " already uses node '" + node_name + "'");
+      }
+    }
+  }
+  const NodeUse use = external_use(user, write);
+  FLEECE_RETURN_IF_ERROR(check_new_use(*it->second.node, uses_locked(it->second.node.get()), use));
+  users_[node_name].push_back(use);
+  return Status::ok();
+}
+
+Status Graph::remove_user(const std::string& node_name, const std::string& user) {
+  std::lock_guard lock(mu_);
+  auto it = users_.find(node_name);
+  if (it != users_.end()) {
+    auto& v = it->second;
+    auto u = std::find_if(v.begin(), v.end(), [&](const NodeUse& x) { return x.user == user; });
+    if (u != v.end()) {
+      v.erase(u);
+      if (v.empty()) users_.erase(it);
+      return Status::ok();
+    }
+  }
+  return Status::error(ENOENT, user + " does not use node '" + node_name + "'");
+}
+
+std::vector<NodeUse> Graph::uses_of(const std::string& node_name) const {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(node_name);
+  if (it == nodes_.end()) return {};
+  return uses_locked(it->second.node.get());
+}
+
+}  // namespace blockcore

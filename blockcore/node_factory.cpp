@@ -1,0 +1,55 @@
+#include "blockcore/node_factory.h"
+
+#include <utility>
+
+#include "blockcore/drivers/file_node.h"
+#include "blockcore/drivers/raw_node.h"
+
+namespace blockcore {
+namespace {
+
+Result<BlockNodePtr> open_file(const OpenRequest& r) {
+  auto node = FileNode::open(r.spec, r.pool);
+  if (!node.is_ok()) return node.status();
+  return BlockNodePtr(std::move(node.value()));
+}
+
+Result<BlockNodePtr> open_raw(const OpenRequest& r) {
+  auto node = RawNode::open(r.spec, r.file_child);
+  if (!node.is_ok()) return node.status();
+  return BlockNodePtr(std::move(node.value()));
+}
+
+}  // namespace
+
+NodeFactory NodeFactory::with_builtin_drivers() {
+  NodeFactory f;
+  f.add(DriverEntry{"file", /*takes_file_child=*/false, /*stable_file_reads=*/false, &open_file});
+  f.add(DriverEntry{"raw", /*takes_file_child=*/true, /*stable_file_reads=*/false, &open_raw});
+  return f;
+}
+
+void NodeFactory::add(DriverEntry entry) {
+  for (DriverEntry& d : drivers_) {
+    if (d.name == entry.name) {
+      d = std::move(entry);
+      return;
+    }
+  }
+  drivers_.push_back(std::move(entry));
+}
+
+const DriverEntry* NodeFactory::find(std::string_view name) const {
+  for (const DriverEntry& d : drivers_) {
+    if (d.name == name) return &d;
+  }
+  return nullptr;
+}
+
+std::string NodeFactory::names() const {
+  std::string out;
+  for (const DriverEntry& d : drivers_) out += (out.empty() ? "" : ", ") + d.name;
+  return out;
+}
+
+}  // namespace blockcore
