@@ -2,6 +2,7 @@
 #include <asio/awaitable.hpp>
 #include <cerrno>
 
+#include "blockcore/drivers/file_node.h"
 #include "server/control/arg_reader.h"
 #include "server/control/blockdev_options.h"
 #include "server/control/command_table.h"
@@ -47,6 +48,9 @@ asio::awaitable<Result<json>> blockdev_del(const json& args, CommandContext& ctx
       co_return generic_error("Node " + name + " is in use by export '" +
                               ctx.export_ids->id_of(users.front()) + "'");
     }
+    if (ctx.graph.is_inline(name)) {
+      co_return generic_error("Node " + name + " is not owned by the monitor");
+    }
     auto parents = ctx.graph.parents_of(node.get());
     if (!parents.empty()) {
       co_return generic_error("Node " + name + " is in use by node '" + parents.front() + "'");
@@ -60,26 +64,28 @@ asio::awaitable<Result<json>> blockdev_del(const json& args, CommandContext& ctx
   co_return generic_error(error_desc_of(s));
 }
 
-// The file name a node opens: its own description, else that of its `file` child.
-std::string node_filename(const BlockNode& node) {
+// The protocol node at the bottom of `node`'s chain of `file` children.
+const BlockNode& protocol_node(const BlockNode& node) {
   const BlockNode* n = &node;
-  for (int depth = 0; n != nullptr && depth < 16; ++depth) {
-    std::string d = n->describe();
-    if (!d.empty()) return d;
+  for (int depth = 0; depth < 64; ++depth) {
     const BlockNode* next = nullptr;
     for (const auto& edge : n->children()) {
       if (edge.role == blockcore::ChildRole::kFile) next = edge.node.get();
     }
+    if (next == nullptr) break;
     n = next;
   }
-  return {};
+  return *n;
 }
 
 // QEMU's BlockDeviceInfo, with the members fleece knows; throttling is not a node
 // option in fleece, so the limits are reported as 0 (unlimited) like an unthrottled
 // QEMU node.
 json block_device_info(const BlockNode& node) {
-  std::string filename = node_filename(node);
+  const BlockNode& leaf = protocol_node(node);
+  std::string filename = node.describe().empty() ? leaf.describe() : node.describe();
+  const auto* file = dynamic_cast<const blockcore::FileNode*>(&leaf);
+  bool direct = file != nullptr && file->direct();
   json children = json::array();
   for (const auto& edge : node.children()) {
     children.push_back(
@@ -96,7 +102,7 @@ json block_device_info(const BlockNode& node) {
       {"encrypted", false},
       {"detect_zeroes", "off"},
       {"image", {{"filename", filename}, {"format", node.driver()}, {"virtual-size", node.size()}}},
-      {"cache", {{"writeback", true}, {"direct", false}, {"no-flush", false}}},
+      {"cache", {{"writeback", true}, {"direct", direct}, {"no-flush", false}}},
       {"write_threshold", 0},
   };
   for (const char* limit : {"bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr"}) {

@@ -5,6 +5,7 @@
 #include <set>
 #include <string_view>
 
+#include "blockcore/node_name.h"
 #include "server/control/qmp_error.h"
 
 namespace server::control {
@@ -132,7 +133,7 @@ bool id_wellformed(const std::string& id) {
 
 std::string check_node_name(const std::string& name) {
   if (!id_wellformed(name)) return "Invalid node-name: '" + name + "'";
-  if (name.size() > 31) return "Node name too long";
+  if (!blockcore::check_node_name(name).is_ok()) return "Node name too long";
   return {};
 }
 

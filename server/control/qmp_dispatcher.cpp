@@ -26,7 +26,10 @@ std::string parse_error_text(const std::exception& e) {
   return "JSON parse error, " + std::string(what);
 }
 
-bool is_query(const std::string& command) { return command.rfind("query-", 0) == 0; }
+// Queries and negotiation change nothing; they are logged at debug level only.
+bool is_query(const std::string& command) {
+  return command.rfind("query-", 0) == 0 || command == kCapabilities;
+}
 
 }  // namespace
 
