@@ -1,0 +1,113 @@
+// Connection: one NBD client from accept to close. run() performs the handshake (under
+// a deadline), then the transmission phase: a reader loop takes a free request slot
+// (none free = max_in_flight reached = stop reading the socket: back-pressure), reads
+// and validates a request, and spawns a handler coroutine; handlers finish in any order
+// and hand their slot to the ReplyWriter. A protocol violation ends this connection
+// only. When it ends (DISC, EOF, violation, close/drain from the server) in-flight
+// requests finish first, then one info line is logged with the connection's totals.
+// Threading: everything runs on the connection's strand; close(), drain() and
+// drain_if_export() may be called from any thread (they post to the strand).
+#pragma once
+
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "blockcore/base/task.h"
+#include "server/export/export_registry.h"
+#include "server/nbd/async_event.h"
+#include "server/nbd/buffer_pool.h"
+#include "server/nbd/handshake.h"
+#include "server/nbd/meta_context.h"
+#include "server/nbd/reply_writer.h"
+#include "server/nbd/request_handler.h"
+#include "server/nbd/request_validation.h"
+#include "server/nbd/socket_io.h"
+
+namespace server::nbd {
+
+struct ConnectionOptions {
+  std::chrono::milliseconds handshake_timeout{10000};
+  unsigned max_in_flight = 16;
+};
+
+// Totals reported when a connection ends.
+struct ConnectionSummary {
+  std::string peer;
+  std::string export_name;
+  std::chrono::steady_clock::duration duration{};
+  uint64_t requests = 0;
+  uint64_t bytes_read = 0;     // export data returned by READ
+  uint64_t bytes_written = 0;  // export data accepted by WRITE
+  uint64_t socket_in = 0;
+  uint64_t socket_out = 0;
+  std::string reason;
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  using Strand = asio::strand<asio::any_io_executor>;
+
+  // REQUIRES: exports and contexts outlive the connection.
+  Connection(Socket socket, std::string peer, const ExportRegistry& exports,
+             const MetaContextRegistry& contexts, ConnectionOptions options);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  const Strand& strand() const { return strand_; }
+
+  // Serves the client until the connection ends, then logs one line. Never throws.
+  // REQUIRES: spawned on strand(), once, by a holder of a shared_ptr to this.
+  blockcore::Task<void> run();
+
+  // Ends the connection now (in-flight node calls still complete; replies are dropped).
+  void close(std::string reason);
+  // Stops reading requests, lets in-flight ones finish and their replies go out, then
+  // closes. A connection still in the handshake is closed at once.
+  void drain(std::string reason);
+  // drain() if the connection serves exactly this export object.
+  void drain_if_export(ExportPtr exp, std::string reason);
+
+  // Valid once run() has completed.
+  const ConnectionSummary& summary() const { return summary_; }
+
+ private:
+  enum class Phase { kStarting, kHandshake, kTransmission, kClosed };
+
+  blockcore::Task<void> serve();
+  blockcore::Task<void> transmission(const NegotiatedSession& session);
+  blockcore::Task<void> read_loop(const NegotiatedSession& session, RequestHandler& handler,
+                                  ReplyWriter& writer);
+  blockcore::Task<void> handle_one(std::shared_ptr<Connection> self, RequestSlot* slot,
+                                   RequestHandler& handler, ReplyWriter& writer);
+  void release_slot(RequestSlot* slot);
+  void set_reason(std::string reason);
+  void abort_now(std::string reason);
+  void drain_now(std::string reason);
+  void log_end();
+
+  Socket socket_;
+  Strand strand_;
+  const ExportRegistry& exports_;
+  const MetaContextRegistry& contexts_;
+  ConnectionOptions options_;
+  SocketIo io_;
+  BufferPool pool_;  // declared before the slots: buffers go back to it
+  std::vector<std::unique_ptr<RequestSlot>> slots_;
+  std::vector<RequestSlot*> free_slots_;
+  AsyncEvent slot_event_;  // a slot was released / reading must stop
+  asio::steady_timer handshake_timer_;
+
+  Phase phase_ = Phase::kStarting;
+  bool stop_reading_ = false;
+  ExportPtr exp_;
+  std::chrono::steady_clock::time_point start_;
+  ConnectionSummary summary_;
+};
+
+}  // namespace server::nbd

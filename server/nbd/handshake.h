@@ -1,0 +1,86 @@
+// The fixed-newstyle NBD handshake as one coroutine: greeting, client flags, then
+// option haggling (EXPORT_NAME, ABORT, LIST, INFO, GO, STRUCTURED_REPLY,
+// LIST/SET_META_CONTEXT; ERR_UNSUP for everything else, STARTTLS and EXTENDED_HEADERS
+// included for now) until the client enters transmission or leaves. Option payloads
+// are bounded: data above kMaxOptionLength is skipped (ERR_TOO_BIG) without being
+// stored, above kMaxOptionSkip the connection is dropped.
+// Threading: runs on the connection's strand; the registries are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "blockcore/base/task.h"
+#include "server/export/export_registry.h"
+#include "server/nbd/export_info.h"
+#include "server/nbd/meta_context.h"
+#include "server/nbd/option_parser.h"
+#include "server/nbd/socket_io.h"
+#include "server/nbd/wire.h"
+
+namespace server::nbd {
+
+// A metadata context selected for the session, with the id the client was told.
+struct SelectedContext {
+  uint32_t id = 0;
+  MetaContextPtr context;
+};
+
+// Everything transmission needs from the handshake.
+struct NegotiatedSession {
+  ExportPtr exp;
+  bool structured = false;
+  uint16_t eflags = 0;
+  BlockSizeLimits limits;
+  std::vector<SelectedContext> contexts;
+};
+
+struct HandshakeResult {
+  bool transmission = false;  // false: the connection must be closed
+  std::string reason;         // why it ends (when !transmission)
+  NegotiatedSession session;  // valid when transmission
+};
+
+class Handshake {
+ public:
+  Handshake(SocketIo& io, const ExportRegistry& exports, const MetaContextRegistry& contexts);
+  Handshake(const Handshake&) = delete;
+  Handshake& operator=(const Handshake&) = delete;
+
+  blockcore::Task<HandshakeResult> run();
+
+ private:
+  // Each handler returns false when the connection must end (reason_ says why).
+  blockcore::Task<bool> handle_option(uint32_t option, uint32_t length);
+  blockcore::Task<bool> handle_export_name(uint32_t length);
+  blockcore::Task<bool> handle_list(std::span<const std::byte> data);
+  blockcore::Task<bool> handle_info_go(uint32_t option, std::span<const std::byte> data);
+  blockcore::Task<bool> handle_structured_reply(std::span<const std::byte> data);
+  blockcore::Task<bool> handle_meta_context(uint32_t option, std::span<const std::byte> data);
+
+  // Sends one option reply (header + payload).
+  blockcore::Task<bool> reply(uint32_t option, uint32_t type, std::string_view payload = {});
+  blockcore::Task<bool> reply_error(uint32_t option, uint32_t type, std::string_view message);
+  blockcore::Task<bool> send(const WireWriter& w);
+  bool fail(std::string reason);
+  void finish(ExportPtr exp);
+
+  SocketIo& io_;
+  const ExportRegistry& exports_;
+  const MetaContextRegistry& contexts_;
+
+  bool no_zeroes_ = false;
+  bool structured_ = false;
+  bool block_size_requested_ = false;
+  // The last NBD_OPT_SET_META_CONTEXT: export name and selected (id, name) pairs.
+  std::string meta_export_;
+  std::vector<std::pair<uint32_t, std::string>> meta_selected_;
+
+  bool done_ = false;  // finish() was called
+  std::string reason_;
+  NegotiatedSession session_;
+  std::vector<std::byte> option_data_;
+};
+
+}  // namespace server::nbd

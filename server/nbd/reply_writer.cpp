@@ -1,0 +1,78 @@
+#include "server/nbd/reply_writer.h"
+
+#include <utility>
+
+namespace server::nbd {
+
+std::byte* RequestSlot::append_meta(size_t n) {
+  const size_t at = meta.size();
+  meta.resize(at + n);
+  if (!pieces.empty() && !pieces.back().from_data &&
+      pieces.back().offset + pieces.back().length == at) {
+    pieces.back().length += n;  // contiguous with the previous meta piece
+  } else {
+    pieces.push_back(Piece{false, at, n});
+  }
+  return meta.data() + at;
+}
+
+void RequestSlot::append_data(size_t offset, size_t length) {
+  if (length) pieces.push_back(Piece{true, offset, length});
+}
+
+size_t RequestSlot::reply_size() const {
+  size_t n = 0;
+  for (const Piece& p : pieces) n += p.length;
+  return n;
+}
+
+ReplyWriter::ReplyWriter(SocketIo& io, const asio::any_io_executor& strand, SlotFn done,
+                         std::function<void(const std::error_code&)> failed)
+    : io_(io), done_(std::move(done)), on_failed_(std::move(failed)), wake_(strand) {
+  batch_.reserve(kMaxBatchSlots);
+}
+
+void ReplyWriter::enqueue(RequestSlot* slot) {
+  queue_.push_back(slot);
+  wake_.notify();
+}
+
+void ReplyWriter::stop() {
+  stopping_ = true;
+  wake_.notify();
+}
+
+blockcore::Task<void> ReplyWriter::run() {
+  for (;;) {
+    if (queue_.empty()) {
+      if (stopping_) break;
+      co_await wake_.wait();
+      continue;
+    }
+    batch_.clear();
+    iov_.clear();
+    size_t bytes = 0;
+    while (!queue_.empty() && batch_.size() < kMaxBatchSlots &&
+           (batch_.empty() || bytes < kMaxBatchBytes)) {
+      RequestSlot* s = queue_.front();
+      queue_.pop_front();
+      batch_.push_back(s);
+      if (failed_) continue;
+      for (const RequestSlot::Piece& p : s->pieces) {
+        const std::byte* base = p.from_data ? s->data.data() : s->meta.data();
+        iov_.emplace_back(base + p.offset, p.length);
+        bytes += p.length;
+      }
+    }
+    if (!failed_ && !iov_.empty()) {
+      std::error_code ec = co_await io_.write_all(iov_);
+      if (ec) {
+        failed_ = true;
+        on_failed_(ec);
+      }
+    }
+    for (RequestSlot* s : batch_) done_(s);
+  }
+}
+
+}  // namespace server::nbd

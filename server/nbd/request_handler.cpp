@@ -1,0 +1,296 @@
+#include "server/nbd/request_handler.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "server/nbd/errno_map.h"
+#include "server/nbd/protocol.h"
+
+namespace server::nbd {
+
+using blockcore::IoFlags;
+using blockcore::Status;
+using blockcore::Task;
+
+namespace {
+
+struct ReadRun {
+  uint64_t offset;  // relative to the request
+  uint64_t length;
+  bool hole;
+};
+
+// Turns block status into data/hole runs covering [0, len): zero extents become holes,
+// everything else (and whatever block status did not cover) is data. Holes shorter than
+// 4 KiB are folded into data: a chunk header would cost more than it saves.
+std::vector<ReadRun> read_runs(const blockcore::ExtentList& extents, uint64_t len) {
+  std::vector<ReadRun> runs;
+  auto add = [&](uint64_t length, bool hole) {
+    if (length == 0) return;
+    if (!runs.empty() && runs.back().hole == hole) {
+      runs.back().length += length;
+    } else {
+      const uint64_t at = runs.empty() ? 0 : runs.back().offset + runs.back().length;
+      runs.push_back(ReadRun{at, length, hole});
+    }
+  };
+  uint64_t pos = 0;
+  for (const blockcore::Extent& e : extents) {
+    const uint64_t n = std::min(e.length, len - pos);
+    add(n, (e.flags & blockcore::kExtentZero) != 0 && n >= 4096);
+    pos += n;
+    if (pos >= len) break;
+  }
+  add(len - pos, false);
+  return runs;
+}
+
+}  // namespace
+
+RequestHandler::RequestHandler(const NegotiatedSession& session, BufferPool& pool)
+    : session_(session), pool_(pool), root_(*session.exp->root) {}
+
+size_t RequestHandler::append_chunk_header(RequestSlot& slot, uint16_t flags, uint16_t type,
+                                           uint32_t length) {
+  const size_t at = slot.meta.size();
+  encode_chunk_header(slot.append_meta(kChunkHeaderSize), flags, type, slot.req.cookie, length);
+  return at;
+}
+
+void RequestHandler::reply_ok(RequestSlot& slot) {
+  slot.clear_reply();
+  slot.data.reset();
+  encode_simple_reply(slot.append_meta(kSimpleReplySize), 0, slot.req.cookie);
+}
+
+void RequestHandler::reply_error(RequestSlot& slot, uint32_t nbd_error, std::string_view message) {
+  slot.clear_reply();
+  slot.data.reset();
+  if (!session_.structured) {
+    encode_simple_reply(slot.append_meta(kSimpleReplySize), nbd_error, slot.req.cookie);
+    return;
+  }
+  message = message.substr(0, kMaxStringLength);
+  const auto msg_len = static_cast<uint16_t>(message.size());
+  append_chunk_header(slot, kReplyFlagDone, kReplyTypeError, 6u + msg_len);
+  std::byte* p = slot.append_meta(6u + msg_len);
+  store_be32(p, nbd_error);
+  store_be16(p + 4, msg_len);
+  if (msg_len) std::memcpy(p + 6, message.data(), msg_len);
+}
+
+void RequestHandler::reply_status(RequestSlot& slot, const Status& s) {
+  if (s.is_ok()) {
+    reply_ok(slot);
+    return;
+  }
+  const uint32_t err = nbd_error_from_status(s, slot.req.flags);
+  spdlog::debug("nbd: {} at {} (+{}) failed: {}", command_name(slot.req.type), slot.req.offset,
+                slot.req.length, s.to_string());
+  // The client learns the error class, not server-side details such as file names.
+  reply_error(slot, err,
+              std::string(command_name(slot.req.type)) + " failed: " + nbd_error_name(err));
+}
+
+IoFlags RequestHandler::fua_flag(const RequestSlot& slot) const {
+  return (slot.req.flags & kCmdFlagFua) && root_.info().can_fua ? IoFlags::kFua : IoFlags::kNone;
+}
+
+Task<Status> RequestHandler::finish_fua(const RequestSlot& slot, Status s) {
+  if (s.is_ok() && (slot.req.flags & kCmdFlagFua) && !root_.info().can_fua) {
+    co_return co_await root_.flush();
+  }
+  co_return s;
+}
+
+Task<Status> RequestHandler::read_range(uint64_t off, std::span<std::byte> buf) {
+  const size_t max = std::max<uint32_t>(root_.info().max_transfer, 1);
+  while (!buf.empty()) {
+    const size_t n = std::min(buf.size(), max);
+    Status s = co_await root_.read(off, buf.first(n));
+    if (!s.is_ok()) co_return s;
+    off += n;
+    buf = buf.subspan(n);
+  }
+  co_return Status::ok();
+}
+
+Task<Status> RequestHandler::write_range(uint64_t off, std::span<const std::byte> buf,
+                                         IoFlags flags) {
+  const size_t max = std::max<uint32_t>(root_.info().max_transfer, 1);
+  while (!buf.empty()) {
+    const size_t n = std::min(buf.size(), max);
+    Status s = co_await root_.write(off, buf.first(n), flags);
+    if (!s.is_ok()) co_return s;
+    off += n;
+    buf = buf.subspan(n);
+  }
+  co_return Status::ok();
+}
+
+Task<void> RequestHandler::handle(RequestSlot& slot) {
+  int failure = 0;
+  try {
+    co_await dispatch(slot);
+  } catch (const std::bad_alloc&) {
+    failure = ENOMEM;
+  } catch (const std::exception& e) {
+    spdlog::error("nbd: {} request raised: {}", command_name(slot.req.type), e.what());
+    failure = EIO;
+  }
+  if (failure) {
+    reply_error(slot, nbd_error_from_errno(failure, 0),
+                failure == ENOMEM ? "out of memory" : "internal error");
+  }
+}
+
+Task<void> RequestHandler::dispatch(RequestSlot& slot) {
+  const RequestHeader& r = slot.req;
+  switch (r.type) {
+    case kCmdRead:
+      co_await handle_read(slot);
+      co_return;
+    case kCmdWrite: {
+      Status s = co_await write_range(r.offset, slot.data.span(r.length), fua_flag(slot));
+      slot.data.reset();  // back to the pool before the reply is even queued
+      if (s.is_ok()) stats_.bytes_written += r.length;
+      reply_status(slot, co_await finish_fua(slot, std::move(s)));
+      co_return;
+    }
+    case kCmdFlush:
+      reply_status(slot, co_await root_.flush());
+      co_return;
+    case kCmdTrim: {
+      Status s = co_await root_.discard(r.offset, r.length, fua_flag(slot));
+      reply_status(slot, co_await finish_fua(slot, std::move(s)));
+      co_return;
+    }
+    case kCmdWriteZeroes: {
+      IoFlags f = fua_flag(slot);
+      if (!(r.flags & kCmdFlagNoHole)) f = f | IoFlags::kMayTrim;
+      if (r.flags & kCmdFlagFastZero) f = f | IoFlags::kFastZero;
+      Status s = co_await root_.write_zeroes(r.offset, r.length, f);
+      reply_status(slot, co_await finish_fua(slot, std::move(s)));
+      co_return;
+    }
+    case kCmdCache:
+      reply_status(slot, co_await root_.cache(r.offset, r.length));
+      co_return;
+    case kCmdBlockStatus:
+      co_await handle_block_status(slot);
+      co_return;
+  }
+  reply_error(slot, kNbdEinval, "unknown command");
+}
+
+Task<void> RequestHandler::handle_read(RequestSlot& slot) {
+  const RequestHeader& r = slot.req;
+  slot.clear_reply();
+  if (r.length == 0) {
+    if (session_.structured) {
+      append_chunk_header(slot, kReplyFlagDone, kReplyTypeNone, 0);
+    } else {
+      encode_simple_reply(slot.append_meta(kSimpleReplySize), 0, r.cookie);
+    }
+    co_return;
+  }
+  slot.data = pool_.acquire(r.length);
+  if (session_.structured && !(r.flags & kCmdFlagDf) && r.length >= kSparseReadThreshold) {
+    if (co_await send_sparse_read(slot)) co_return;
+    slot.clear_reply();
+  }
+  Status s = co_await read_range(r.offset, slot.data.span(r.length));
+  if (!s.is_ok()) {
+    reply_status(slot, s);
+    co_return;
+  }
+  stats_.bytes_read += r.length;
+  if (session_.structured) {
+    append_chunk_header(slot, kReplyFlagDone, kReplyTypeOffsetData, 8 + r.length);
+    store_be64(slot.append_meta(8), r.offset);
+  } else {
+    encode_simple_reply(slot.append_meta(kSimpleReplySize), 0, r.cookie);
+  }
+  slot.append_data(0, r.length);
+}
+
+// Sends a structured read as OFFSET_DATA/OFFSET_HOLE chunks. Returns false (nothing
+// built) when block status gives no useful holes; the caller then reads it whole.
+Task<bool> RequestHandler::send_sparse_read(RequestSlot& slot) {
+  const RequestHeader& r = slot.req;
+  auto bs = co_await root_.block_status(r.offset, r.length);
+  if (!bs.is_ok()) co_return false;  // block status is only an optimisation here
+  std::vector<ReadRun> runs = read_runs(*bs, r.length);
+  const bool any_hole = std::any_of(runs.begin(), runs.end(), [](auto& x) { return x.hole; });
+  if (!any_hole || runs.size() > kMaxReadChunks) co_return false;
+
+  for (const ReadRun& run : runs) {
+    if (run.hole) continue;
+    Status s = co_await read_range(r.offset + run.offset,
+                                   slot.data.span(r.length).subspan(run.offset, run.length));
+    if (!s.is_ok()) {
+      reply_status(slot, s);
+      co_return true;
+    }
+  }
+  size_t last_header = 0;
+  for (const ReadRun& run : runs) {
+    if (run.hole) {
+      last_header = append_chunk_header(slot, 0, kReplyTypeOffsetHole, 12);
+      std::byte* p = slot.append_meta(12);
+      store_be64(p, r.offset + run.offset);
+      store_be32(p + 8, static_cast<uint32_t>(run.length));
+    } else {
+      last_header = append_chunk_header(slot, 0, kReplyTypeOffsetData,
+                                        static_cast<uint32_t>(8 + run.length));
+      store_be64(slot.append_meta(8), r.offset + run.offset);
+      slot.append_data(run.offset, run.length);
+    }
+  }
+  store_be16(slot.meta.data() + last_header + 4, kReplyFlagDone);
+  stats_.bytes_read += r.length;
+  co_return true;
+}
+
+Task<void> RequestHandler::handle_block_status(RequestSlot& slot) {
+  const RequestHeader& r = slot.req;
+  const bool req_one = (r.flags & kCmdFlagReqOne) != 0;
+  const size_t max_extents = req_one ? 1 : kMaxExtentsPerChunk;
+  slot.clear_reply();
+  for (size_t i = 0; i < session_.contexts.size(); ++i) {
+    const SelectedContext& sc = session_.contexts[i];
+    auto res = co_await sc.context->extents(r.offset, r.length, max_extents);
+    if (!res.is_ok()) {
+      reply_status(slot, res.status());
+      co_return;
+    }
+    // Enforce the chunk rules whatever the provider did: 1..max extents, non-zero
+    // lengths, never past the request.
+    std::vector<MetaExtent>& ext = *res;
+    uint64_t total = 0;
+    size_t n = 0;
+    for (; n < ext.size() && n < max_extents && total < r.length; ++n) {
+      if (ext[n].length == 0) break;
+      ext[n].length = std::min<uint64_t>(ext[n].length, r.length - total);
+      total += ext[n].length;
+    }
+    if (n == 0) {
+      reply_status(slot, Status::io_error(sc.context->name() + ": no extents"));
+      co_return;
+    }
+    const uint16_t flags = i + 1 == session_.contexts.size() ? kReplyFlagDone : 0;
+    append_chunk_header(slot, flags, kReplyTypeBlockStatus, static_cast<uint32_t>(4 + 8 * n));
+    std::byte* p = slot.append_meta(4 + 8 * n);
+    store_be32(p, sc.id);
+    for (size_t k = 0; k < n; ++k) {
+      store_be32(p + 4 + 8 * k, static_cast<uint32_t>(ext[k].length));
+      store_be32(p + 8 + 8 * k, ext[k].flags);
+    }
+  }
+}
+
+}  // namespace server::nbd

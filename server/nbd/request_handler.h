@@ -1,0 +1,70 @@
+// RequestHandler: executes one validated NBD request against the export's root node and
+// builds its reply in the request's slot — simple or structured (READ as OFFSET_DATA /
+// OFFSET_HOLE chunks, BLOCK_STATUS as one chunk per selected context, errors as ERROR
+// chunks). FUA is passed to the node when it can honour it natively, otherwise emulated
+// by a flush. Node errors are mapped to NBD errors by errno_map; handle() never throws.
+// Threading: confined to the connection's strand; node calls resume on it.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "blockcore/base/status.h"
+#include "blockcore/base/task.h"
+#include "server/nbd/buffer_pool.h"
+#include "server/nbd/handshake.h"
+#include "server/nbd/reply_writer.h"
+
+namespace server::nbd {
+
+// Structured reads at least this long consult block status to send holes as
+// OFFSET_HOLE chunks; shorter ones go out as one OFFSET_DATA chunk.
+inline constexpr uint32_t kSparseReadThreshold = 64u << 10;
+// A sparse read with more runs than this is sent as one data chunk.
+inline constexpr size_t kMaxReadChunks = 64;
+
+struct TransferStats {
+  uint64_t bytes_read = 0;     // data returned by READ
+  uint64_t bytes_written = 0;  // data accepted by WRITE
+};
+
+class RequestHandler {
+ public:
+  RequestHandler(const NegotiatedSession& session, BufferPool& pool);
+  RequestHandler(const RequestHandler&) = delete;
+  RequestHandler& operator=(const RequestHandler&) = delete;
+
+  // Executes slot.req (already validated; a WRITE's payload is in slot.data) and leaves
+  // the complete reply in the slot.
+  blockcore::Task<void> handle(RequestSlot& slot);
+
+  // Builds the error reply for slot.req (nbd_error != 0).
+  void reply_error(RequestSlot& slot, uint32_t nbd_error, std::string_view message);
+
+  const TransferStats& stats() const { return stats_; }
+
+ private:
+  blockcore::Task<void> dispatch(RequestSlot& slot);
+  blockcore::Task<void> handle_read(RequestSlot& slot);
+  blockcore::Task<bool> send_sparse_read(RequestSlot& slot);
+  blockcore::Task<void> handle_block_status(RequestSlot& slot);
+  blockcore::Task<blockcore::Status> read_range(uint64_t off, std::span<std::byte> buf);
+  blockcore::Task<blockcore::Status> write_range(uint64_t off, std::span<const std::byte> buf,
+                                                 blockcore::IoFlags flags);
+  // Flushes when the request asked for FUA that the node could not take natively.
+  blockcore::Task<blockcore::Status> finish_fua(const RequestSlot& slot, blockcore::Status s);
+  blockcore::IoFlags fua_flag(const RequestSlot& slot) const;
+
+  void reply_ok(RequestSlot& slot);
+  void reply_status(RequestSlot& slot, const blockcore::Status& s);
+  // Appends a structured chunk header; returns its offset in meta (to patch flags).
+  size_t append_chunk_header(RequestSlot& slot, uint16_t flags, uint16_t type, uint32_t length);
+
+  const NegotiatedSession& session_;
+  BufferPool& pool_;
+  blockcore::BlockNode& root_;
+  TransferStats stats_;
+};
+
+}  // namespace server::nbd

@@ -1,0 +1,58 @@
+// Buffered reading and counted writing on one connection's socket, shared by the
+// handshake and the transmission phase (so bytes a client pipelines right after the
+// handshake are never lost). Small reads are served from a 64 KiB buffer filled with
+// read_some, large ones go straight into the caller's buffer. Expected socket errors
+// (EOF, reset, cancellation) are returned as error_code values, never thrown.
+// Threading: confined to the connection's strand.
+#pragma once
+
+#include <asio/buffer.hpp>
+#include <asio/generic/stream_protocol.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <system_error>
+#include <vector>
+
+#include "blockcore/base/task.h"
+
+namespace server::nbd {
+
+using Socket = asio::generic::stream_protocol::socket;
+
+class SocketIo {
+ public:
+  explicit SocketIo(Socket& socket, size_t buffer_size = 64 * 1024);
+  SocketIo(const SocketIo&) = delete;
+  SocketIo& operator=(const SocketIo&) = delete;
+
+  Socket& socket() { return socket_; }
+
+  // Copies dst.size() bytes out of the buffer if they are all there already.
+  bool try_read_buffered(std::span<std::byte> dst);
+  // Reads exactly dst.size() bytes (buffer first, then the socket).
+  blockcore::Task<std::error_code> read_exact(std::span<std::byte> dst);
+  // Reads and drops n bytes.
+  blockcore::Task<std::error_code> skip(uint64_t n);
+
+  blockcore::Task<std::error_code> write_all(std::span<const std::byte> data);
+  blockcore::Task<std::error_code> write_all(const std::vector<asio::const_buffer>& data);
+
+  uint64_t bytes_in() const { return bytes_in_; }
+  uint64_t bytes_out() const { return bytes_out_; }
+  size_t buffered() const { return end_ - pos_; }
+
+ private:
+  size_t take_buffered(std::span<std::byte> dst);
+
+  Socket& socket_;
+  std::unique_ptr<std::byte[]> buf_;
+  size_t cap_;
+  size_t pos_ = 0;  // next unread byte in buf_
+  size_t end_ = 0;  // end of valid data in buf_
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
+};
+
+}  // namespace server::nbd
