@@ -128,8 +128,9 @@ FileNode::~FileNode() {
 // ---- read / write ------------------------------------------------------------------
 
 Task<Status> FileNode::do_read(uint64_t off, std::span<std::byte> buf) {
-  if (inline_data_) co_return posix::pread_full(fd_, buf, off, filename_);
-  if (!direct_ && nowait_read_.load(std::memory_order_relaxed)) {
+  const bool small = buf.size() <= inline_io_limit() || pool_.threads() == 0;
+  if (inline_data_ && small) co_return posix::pread_full(fd_, buf, off, filename_);
+  if (!direct_ && small && nowait_read_.load(std::memory_order_relaxed)) {
     const posix::NowaitResult r = posix::pread_nowait(fd_, buf, off);
     switch (r.stop) {
       case posix::NowaitStop::kDone:
@@ -150,8 +151,9 @@ Task<Status> FileNode::do_read(uint64_t off, std::span<std::byte> buf) {
 
 Task<Status> FileNode::do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) {
   const bool fua = has_flag(flags, IoFlags::kFua);
-  if (inline_data_) co_return write_blocking(off, buf, fua);
-  if (!direct_ && !fua && nowait_write_.load(std::memory_order_relaxed)) {
+  const bool small = buf.size() <= inline_io_limit() || pool_.threads() == 0;
+  if (inline_data_ && small) co_return write_blocking(off, buf, fua);
+  if (!direct_ && !fua && small && nowait_write_.load(std::memory_order_relaxed)) {
     const posix::NowaitResult r = posix::pwrite_nowait(fd_, buf, off);
     switch (r.stop) {
       case posix::NowaitStop::kDone:

@@ -2,15 +2,17 @@
 // pread/pwrite, fdatasync, fallocate (zero range, punch hole), BLKZEROOUT/BLKDISCARD,
 // SEEK_DATA/SEEK_HOLE, optional O_DIRECT with aligned bounce buffers, and QEMU-
 // compatible image locking (image_lock.h).
-// Threading: all methods may run concurrently on any executor. Reads and writes first
-// try the syscall inline with RWF_NOWAIT (served from the page cache, never waiting for
-// the device) and fall back to the BlockingPool only when the kernel would block; files
-// on tmpfs/ramfs are read and written inline (memory copies, no device to wait for).
-// fdatasync, fallocate, lseek, fadvise and O_DIRECT I/O always run on the pool. The
-// only mutable state is a handful of atomics caching what the file supports.
+// Threading: all methods may run concurrently on any executor. Reads and writes up to
+// inline_io_limit() bytes first try the syscall inline with RWF_NOWAIT (served from the
+// page cache, never waiting for the device) and fall back to the BlockingPool only when
+// the kernel would block; such transfers on tmpfs/ramfs are done inline (memory copies,
+// no device to wait for). Larger transfers go to the pool, so their copies run beside
+// the network thread. fdatasync, fallocate, lseek, fadvise and O_DIRECT I/O always run
+// on the pool. The only mutable state is a handful of atomics.
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -45,6 +47,14 @@ class FileNode final : public BlockNode {
   bool memory_backed() const { return props_.memory_backed; }
   // True when QEMU-compatible lock bytes are held on the image.
   bool locked() const { return lock_.held(); }
+
+  // Largest read/write tried inline on the calling thread (default kInlineIoLimit);
+  // 0 sends everything to the pool. A tuning knob for benchmarks and the runtime.
+  static constexpr size_t kInlineIoLimit = 64 * 1024;
+  size_t inline_io_limit() const { return inline_io_limit_.load(std::memory_order_relaxed); }
+  void set_inline_io_limit(size_t bytes) {
+    inline_io_limit_.store(bytes, std::memory_order_relaxed);
+  }
 
  protected:
   Task<Status> do_read(uint64_t off, std::span<std::byte> buf) override;
@@ -85,6 +95,7 @@ class FileNode final : public BlockNode {
   ImageLock lock_;
   io::AlignedBufferPool bounce_pool_;
 
+  std::atomic<size_t> inline_io_limit_{kInlineIoLimit};
   // What the file turned out to support; cleared on the first EOPNOTSUPP.
   std::atomic<bool> nowait_read_{true};
   std::atomic<bool> nowait_write_{true};

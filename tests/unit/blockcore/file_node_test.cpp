@@ -146,6 +146,22 @@ TEST_P(FileNodeTest, WritesReadBackAndReachTheFile) {
   EXPECT_EQ(last[0], pattern_byte(4 * kMiB - 1));
 }
 
+TEST_P(FileNodeTest, InlineLimitOnlyChangesWhereTheSyscallRuns) {
+  const std::string path = dir_.file("img");
+  make_file(path, kMiB, true);
+  auto n = open_node(file_spec(path));
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n->inline_io_limit(), FileNode::kInlineIoLimit);
+  for (size_t limit : {size_t{0}, size_t{4096}, size_t{1} << 30}) {
+    n->set_inline_io_limit(limit);
+    auto data = bytes(8192, static_cast<uint8_t>(limit & 0x7f) + 1);
+    ASSERT_TRUE(run_task(n->write(4096, data, IoFlags::kNone)).is_ok());
+    std::vector<std::byte> back(8192);
+    ASSERT_TRUE(run_task(n->read(4096, back)).is_ok());
+    EXPECT_EQ(back, data) << limit;
+  }
+}
+
 TEST_P(FileNodeTest, ReadOnlyNodeRefusesWrites) {
   const std::string path = dir_.file("img");
   make_file(path, kMiB, true);
