@@ -214,13 +214,15 @@ MapReader::MapReader(const YAML::Node& node, std::string path, Diagnostics& diag
   }
   is_map_ = true;
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node& k = it->first;
+    // Copies: the iterator yields a temporary pair, references to it would dangle.
+    const YAML::Node k = it->first;
+    const YAML::Node value = it->second;
     if (!k.IsScalar()) {
       diag_.error(diag_.where(k).line ? diag_.where(k) : where_, path_,
                   "a key must be a plain string, got " + describe_yaml(k));
       continue;
     }
-    auto [pos, inserted] = entries_.emplace(k.Scalar(), Entry{k, it->second});
+    auto [pos, inserted] = entries_.emplace(k.Scalar(), Entry{k, value});
     if (!inserted) {
       diag_.error(diag_.where(k), path_,
                   "duplicate key '" + k.Scalar() + "' (first at line " +
