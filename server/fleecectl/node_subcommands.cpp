@@ -1,0 +1,118 @@
+// Block graph subcommands: nodes, node add file|raw, node del.
+#include <filesystem>
+
+#include "server/fleecectl/output.h"
+#include "server/fleecectl/subcommand.h"
+
+namespace fleecectl {
+namespace {
+
+using nlohmann::json;
+
+// The daemon has its own working directory: relative file names are made absolute here.
+std::string absolute_filename(const std::string& name) {
+  std::error_code ec;
+  std::filesystem::path p = std::filesystem::absolute(name, ec);
+  return ec ? name : p.lexically_normal().string();
+}
+
+int run_nodes(CliContext& ctx, ArgParser& args, const Subcommand& self) {
+  if (!args.finish()) return ctx.usage_error(args.error(), self.synopsis);
+  auto list = ctx.call("query-named-block-nodes");
+  if (!list) return ctx.failure();
+  if (ctx.json_output()) {
+    print_json(ctx.out(), *list, false);
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& n : *list) {
+    std::string children;
+    for (const auto& c : n.value("children", json::array())) {
+      children += (children.empty() ? "" : ",") + cell(c, "child") + "=" + cell(c, "node-name");
+    }
+    std::string size;
+    if (n.contains("image") && n["image"].contains("virtual-size")) {
+      size = format_size(n["image"]["virtual-size"].get<uint64_t>());
+    }
+    rows.push_back({cell(n, "node-name"), cell(n, "drv"), size,
+                    n.value("ro", false) ? "ro" : "rw", children.empty() ? "-" : children,
+                    cell(n, "file")});
+  }
+  print_table(ctx.out(), {"NAME", "DRIVER", "SIZE", "MODE", "CHILDREN", "FILE"}, rows);
+  return kExitOk;
+}
+
+int run_add_file(CliContext& ctx, ArgParser& args, const Subcommand& self) {
+  bool read_only = args.flag("read-only");
+  bool direct = args.flag("direct");
+  auto locking = args.option("locking");
+  std::string name = args.positional("NAME");
+  std::string filename = args.positional("FILENAME");
+  if (!args.finish()) return ctx.usage_error(args.error(), self.synopsis);
+  json a = {{"driver", "file"},
+            {"node-name", name},
+            {"filename", absolute_filename(filename)},
+            {"read-only", read_only}};
+  if (direct) a["cache"] = {{"direct", true}};
+  if (locking) a["locking"] = *locking;
+  auto r = ctx.call("blockdev-add", a);
+  return r ? ctx.done(*r) : ctx.failure();
+}
+
+int run_add_raw(CliContext& ctx, ArgParser& args, const Subcommand& self) {
+  bool read_only = args.flag("read-only");
+  bool direct = args.flag("direct");
+  auto file = args.option("file");
+  auto offset_text = args.option("offset");
+  auto size_text = args.option("size");
+  std::string name = args.positional("NAME");
+  if (!file) args.fail("missing --file NODE|FILENAME");
+  std::optional<uint64_t> offset, size;
+  if (offset_text && !(offset = parse_size(*offset_text))) args.fail("bad --offset " + *offset_text);
+  if (size_text && !(size = parse_size(*size_text))) args.fail("bad --size " + *size_text);
+  if (!args.finish()) return ctx.usage_error(args.error(), self.synopsis);
+
+  // --file names an existing node, or else a file to open inline.
+  bool is_node = false;
+  if (file->find('/') == std::string::npos) {
+    auto nodes = ctx.call("query-named-block-nodes");
+    if (!nodes) return ctx.failure();
+    for (const auto& n : *nodes) is_node = is_node || cell(n, "node-name") == *file;
+  }
+  json a = {{"driver", "raw"}, {"node-name", name}, {"read-only", read_only}};
+  if (is_node) {
+    a["file"] = *file;
+  } else {
+    a["file"] = {{"driver", "file"}, {"filename", absolute_filename(*file)}};
+  }
+  if (direct) a["cache"] = {{"direct", true}};
+  if (offset) a["offset"] = *offset;
+  if (size) a["size"] = *size;
+  auto r = ctx.call("blockdev-add", a);
+  return r ? ctx.done(*r) : ctx.failure();
+}
+
+int run_del(CliContext& ctx, ArgParser& args, const Subcommand& self) {
+  std::string name = args.positional("NAME");
+  if (!args.finish()) return ctx.usage_error(args.error(), self.synopsis);
+  auto r = ctx.call("blockdev-del", {{"node-name", name}});
+  return r ? ctx.done(*r) : ctx.failure();
+}
+
+}  // namespace
+
+void register_node_subcommands(SubcommandTable& table) {
+  table.add({{"nodes"}, "nodes", "list the block graph's nodes", run_nodes});
+  table.add({{"node", "add", "file"},
+             "node add file NAME FILENAME [--read-only] [--direct] [--locking auto|on|off]",
+             "open an image file as node NAME (blockdev-add driver=file)",
+             run_add_file});
+  table.add({{"node", "add", "raw"},
+             "node add raw NAME --file NODE|FILENAME [--offset N] [--size N] [--read-only] "
+             "[--direct]",
+             "a raw node over an existing node or a file (sizes take K, M, G, T)",
+             run_add_raw});
+  table.add({{"node", "del"}, "node del NAME", "close node NAME (blockdev-del)", run_del});
+}
+
+}  // namespace fleecectl
