@@ -2,7 +2,10 @@
 // result, so unit tests can call coroutine APIs synchronously. Work posted to other
 // threads (a BlockingPool with threads) is awaited: the context runs until the task
 // completes. Exceptions escaping the task are rethrown to the test.
-// Threading: call from the test thread; each call uses its own io_context.
+// Threading: call from the test thread. The io_context is per thread and outlives the
+// call: a BlockingPool thread may still be returning from its post() to the context
+// after the task finished, so the context must not be destroyed right away (the same
+// rule holds in the daemon: join the pool before destroying the io_context).
 #pragma once
 
 #include <asio/co_spawn.hpp>
@@ -17,9 +20,16 @@
 
 namespace fleece_test {
 
+// The context run_task uses on this thread (lives until the thread exits).
+inline asio::io_context& run_task_context() {
+  static thread_local asio::io_context ctx;
+  return ctx;
+}
+
 template <class T>
 T run_task(blockcore::Task<T> task) {
-  asio::io_context ctx;
+  asio::io_context& ctx = run_task_context();
+  ctx.restart();
   auto guard = asio::make_work_guard(ctx);
   std::exception_ptr error;
   if constexpr (std::is_void_v<T>) {

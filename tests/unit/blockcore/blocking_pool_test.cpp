@@ -54,8 +54,8 @@ TEST(BlockingPoolTest, ReturnsMoveOnlyAndStatusValues) {
 }
 
 TEST(BlockingPoolTest, ManyConcurrentCallsAllComplete) {
+  asio::io_context ctx;  // declared first: destroyed after the pool's threads are joined
   BlockingPool pool(2);
-  asio::io_context ctx;
   std::atomic<int> sum{0};
   int completed = 0;
   constexpr int kCalls = 200;

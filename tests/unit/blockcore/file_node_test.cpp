@@ -67,6 +67,7 @@ class FileNodeTest : public ::testing::TestWithParam<std::tuple<const char*, uns
   }
 
   TempDir dir_;
+  asio::io_context ctx_;  // outlives pool_: pool threads post to it until joined
   io::BlockingPool pool_;
 };
 
@@ -277,7 +278,7 @@ TEST_P(FileNodeTest, ConcurrentRequestsFromOneContext) {
   make_file(path, 8 * kMiB);
   auto n = open_node(file_spec(path));
   ASSERT_TRUE(n);
-  asio::io_context ctx;
+  asio::io_context& ctx = ctx_;
   constexpr int kRequests = 256;
   int ok = 0;
   for (int i = 0; i < kRequests; ++i) {
