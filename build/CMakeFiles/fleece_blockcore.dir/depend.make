@@ -1,2 +1,0 @@
-# Empty dependencies file for fleece_blockcore.
-# This may be replaced when dependencies are built.

@@ -1,3 +1,0 @@
-file(REMOVE_RECURSE
-  "libfleece_nbd.a"
-)
