@@ -1,6 +1,6 @@
 #include "server/daemon/config_apply.h"
 
-#include <asio/as_tuple.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
@@ -186,7 +186,7 @@ asio::awaitable<Status> ConfigApplier::apply_reload(const config::Config& cfg,
     }
     order = std::move(still);
     asio::steady_timer t(executor, std::chrono::milliseconds(20));
-    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    co_await t.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
   }
 
   // Open new and changed nodes.

@@ -2,7 +2,7 @@
 
 #include <systemd/sd-daemon.h>
 
-#include <asio/as_tuple.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
@@ -157,7 +157,7 @@ int Daemon::run() {
 
 asio::awaitable<void> Daemon::handle_signals() {
   while (!stopping_) {
-    auto [ec, sig] = co_await signals_.async_wait(asio::as_tuple(asio::use_awaitable));
+    auto [ec, sig] = co_await signals_.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
     if (ec) break;
     if (sig == SIGHUP) {
       co_await reload();

@@ -8,7 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <asio/as_tuple.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/ip/tcp.hpp>
@@ -103,12 +103,12 @@ asio::awaitable<void> Listener::accept_loop(PickContext pick, OnAccept on_accept
   while (acceptor_.is_open()) {
     asio::io_context& target = pick();
     auto [ec, socket] = co_await acceptor_.async_accept(
-        asio::any_io_executor(target.get_executor()), asio::as_tuple(asio::use_awaitable));
+        asio::any_io_executor(target.get_executor()), asio::experimental::as_tuple(asio::use_awaitable));
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) break;
     if (ec) {
       spdlog::warn("{}: accept failed: {}", description_, ec.message());
       asio::steady_timer pause(acceptor_.get_executor(), std::chrono::milliseconds(100));
-      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      co_await pause.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
       continue;
     }
     if (is_tcp_) {

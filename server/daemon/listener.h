@@ -6,6 +6,8 @@
 // callback runs there too.
 #pragma once
 
+#include <asio/awaitable.hpp>
+#include <asio/basic_socket_acceptor.hpp>
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
 #include <functional>
@@ -47,7 +49,7 @@ class Listener {
   Listener(asio::io_context& io, std::string description, std::string unix_path);
   asio::awaitable<void> accept_loop(PickContext pick, OnAccept on_accept);
 
-  asio::generic::stream_protocol::acceptor acceptor_;
+  asio::basic_socket_acceptor<asio::generic::stream_protocol> acceptor_;
   std::string description_;
   std::string unix_path_;  // set when we created the file (removed on close)
   bool is_tcp_ = false;
