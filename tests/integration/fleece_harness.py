@@ -15,6 +15,8 @@ BIN_DIR = Path(os.environ.get("FLEECE_BIN_DIR",
 FLEECED = BIN_DIR / "fleeced"
 FLEECECTL = BIN_DIR / "fleecectl"
 START_TIMEOUT = 15.0
+# Daemon.signal() shadows the module inside the class body.
+_SIGTERM = signal.SIGTERM
 
 
 def make_image(path, size, fmt="raw", pattern=None):
@@ -87,7 +89,7 @@ class Daemon:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
-    def stop(self, timeout=20.0, sig=signal.SIGTERM):
+    def stop(self, timeout=20.0, sig=_SIGTERM):
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)
