@@ -98,7 +98,11 @@ int main(int argc, char** argv) {
   if (sub == nullptr) {
     std::string words;
     for (const auto& a : args) words += (words.empty() ? "" : " ") + a;
-    std::cerr << "fleecectl: unknown command '" << words << "'\n\n";
+    if (table.under(args).empty()) {
+      std::cerr << "fleecectl: unknown command '" << words << "'\n\n";
+    } else {
+      std::cerr << "fleecectl: '" << words << "' needs more words\n\n";
+    }
     // Show what exists under the words that did match (e.g. "node ...").
     std::vector<std::string> prefix;
     for (const auto& a : args) {
