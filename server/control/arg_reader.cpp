@@ -20,9 +20,7 @@ ArgReader::ArgReader(const json* obj, std::string prefix, std::shared_ptr<State>
   if (obj_ != nullptr) state_->objects.emplace_back(obj_, prefix_);
 }
 
-std::string ArgReader::full_name(std::string_view key) const {
-  return prefix_ + std::string(key);
-}
+std::string ArgReader::full_name(std::string_view key) const { return prefix_ + std::string(key); }
 
 void ArgReader::fail(Status s) {
   if (state_->error.is_ok()) state_->error = std::move(s);
@@ -122,8 +120,8 @@ std::optional<std::vector<std::string>> ArgReader::optional_string_list(std::str
   for (size_t i = 0; i < v->size(); ++i) {
     const json& item = (*v)[i];
     if (!item.is_string()) {
-      fail(generic_error(invalid_parameter_type(full_name(key) + "[" + std::to_string(i) + "]",
-                                                "string")));
+      fail(generic_error(
+          invalid_parameter_type(full_name(key) + "[" + std::to_string(i) + "]", "string")));
       return std::nullopt;
     }
     out.push_back(item.get<std::string>());

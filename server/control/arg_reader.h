@@ -58,7 +58,7 @@ class ArgReader {
  private:
   struct State {
     blockcore::Status error;
-    std::set<std::string, std::less<>> used;  // full names read
+    std::set<std::string, std::less<>> used;                             // full names read
     std::vector<std::pair<const nlohmann::json*, std::string>> objects;  // object, prefix
   };
   ArgReader(const nlohmann::json* obj, std::string prefix, std::shared_ptr<State> state);

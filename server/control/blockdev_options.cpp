@@ -85,8 +85,8 @@ NodeSpec read_node(ArgReader& r, const Inherited& parent) {
     for (const auto& d : kDrivers) {
       if (d.name == *driver) drv = &d;
     }
-    if (drv == nullptr) r.fail(generic_error(invalid_parameter_value(r.full_name("driver"),
-                                                                     *driver)));
+    if (drv == nullptr)
+      r.fail(generic_error(invalid_parameter_value(r.full_name("driver"), *driver)));
     spec.driver = *driver;
   }
   spec.node_name = r.optional_string("node-name").value_or("");

@@ -99,8 +99,8 @@ struct ControlServer::Shared {
   }
 };
 
-ControlServer::ControlServer(asio::io_context& io, std::string socket_path,
-                             CommandTable& commands, CommandContext& ctx)
+ControlServer::ControlServer(asio::io_context& io, std::string socket_path, CommandTable& commands,
+                             CommandContext& ctx)
     : socket_path_(std::move(socket_path)),
       ctx_(ctx),
       shared_(std::make_shared<Shared>(io, commands, ctx)) {
@@ -146,9 +146,8 @@ Status ControlServer::start() {
 
   std::shared_ptr<Shared> shared = shared_;
   event_subscription_ = ctx_.events->subscribe([shared](const QmpEvent& e) {
-    asio::post(shared->strand, [shared, line = QmpDispatcher::encode(e.to_json())] {
-      shared->broadcast(line);
-    });
+    asio::post(shared->strand,
+               [shared, line = QmpDispatcher::encode(e.to_json())] { shared->broadcast(line); });
   });
   asio::co_spawn(shared_->strand, Shared::accept_loop(shared_),
                  [](std::exception_ptr e) { log_coroutine_exit(e, "control listener"); });

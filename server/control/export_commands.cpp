@@ -20,9 +20,7 @@ using nlohmann::json;
 constexpr size_t kMaxNbdString = 4096;
 
 // How an export shows up among a node's users (in graph error messages).
-std::string export_user(const std::string& export_name) {
-  return "export '" + export_name + "'";
-}
+std::string export_user(const std::string& export_name) { return "export '" + export_name + "'"; }
 
 // BlockDirtyBitmapOrStr: "name" or {"node": N, "name": B}.
 std::vector<std::pair<std::string, std::string>> read_bitmaps(ArgReader& r,
@@ -136,15 +134,9 @@ asio::awaitable<Result<json>> block_export_del(const json& args, CommandContext&
 // block-export-add (extra members QMP clients ignore).
 json block_export_info(const ExportPtr& e, const ExportIds& ids) {
   return {
-      {"id", ids.id_of(e)},
-      {"type", "nbd"},
-      {"node-name", e->node_name()},
-      {"shutting-down", false},
-      {"name", e->name},
-      {"description", e->description},
-      {"writable", e->writable},
-      {"bitmaps", e->bitmaps},
-      {"allocation-depth", e->allocation_depth},
+      {"id", ids.id_of(e)},      {"type", "nbd"},         {"node-name", e->node_name()},
+      {"shutting-down", false},  {"name", e->name},       {"description", e->description},
+      {"writable", e->writable}, {"bitmaps", e->bitmaps}, {"allocation-depth", e->allocation_depth},
   };
 }
 

@@ -41,9 +41,9 @@ void JsonStreamSplitter::overflow(std::string desc, std::vector<Item>& out) {
 void JsonStreamSplitter::append(char c, std::vector<Item>& out) {
   if (discarding_) return;
   if (buf_.size() >= max_message_bytes_) {
-    overflow("JSON parse error, message longer than " + std::to_string(max_message_bytes_) +
-                 " bytes",
-             out);
+    overflow(
+        "JSON parse error, message longer than " + std::to_string(max_message_bytes_) + " bytes",
+        out);
     return;
   }
   buf_.push_back(c);
@@ -94,9 +94,9 @@ void JsonStreamSplitter::feed(std::string_view data, std::vector<Item>& out) {
           state_ = State::kString;
         } else if (c == '{' || c == '[') {
           if (++depth_ > max_depth_) {
-            overflow("JSON parse error, nesting deeper than " + std::to_string(max_depth_) +
-                         " levels",
-                     out);
+            overflow(
+                "JSON parse error, nesting deeper than " + std::to_string(max_depth_) + " levels",
+                out);
           }
         } else if (c == '}' || c == ']') {
           if (--depth_ == 0) emit(out);

@@ -97,8 +97,7 @@ asio::awaitable<json> QmpDispatcher::handle(std::string_view text) {
   }
   if (negotiated_ && command == kCapabilities) {
     co_return make_error_reply(ErrorClass::kCommandNotFound,
-                               "Capabilities negotiation is already complete, command ignored",
-                               id);
+                               "Capabilities negotiation is already complete, command ignored", id);
   }
   static const json kNoArguments = json::object();
   json reply = co_await execute(command, args != nullptr ? *args : kNoArguments, id);

@@ -55,8 +55,8 @@ std::string missing_parameter(std::string_view name) {
 }
 
 std::string invalid_parameter_type(std::string_view name, std::string_view expected) {
-  return "Invalid parameter type for '" + std::string(name) + "', expected: " +
-         std::string(expected);
+  return "Invalid parameter type for '" + std::string(name) +
+         "', expected: " + std::string(expected);
 }
 
 std::string unexpected_parameter(std::string_view name) {
@@ -64,8 +64,7 @@ std::string unexpected_parameter(std::string_view name) {
 }
 
 std::string invalid_parameter_value(std::string_view name, std::string_view value) {
-  return "Parameter '" + std::string(name) + "' does not accept value '" + std::string(value) +
-         "'";
+  return "Parameter '" + std::string(name) + "' does not accept value '" + std::string(value) + "'";
 }
 
 std::string parameter_expects(std::string_view name, std::string_view what) {

@@ -38,13 +38,13 @@ nlohmann::json make_error_reply(const blockcore::Status& s, const nlohmann::json
 nlohmann::json make_return_reply(nlohmann::json value, const nlohmann::json* id);
 
 // QEMU's argument messages (qapi/qmp visitor wording).
-std::string missing_parameter(std::string_view name);            // Parameter 'x' is missing
-std::string invalid_parameter_type(std::string_view name,        // Invalid parameter type for
-                                   std::string_view expected);   //  'x', expected: boolean
-std::string unexpected_parameter(std::string_view name);         // Parameter 'x' is unexpected
-std::string invalid_parameter_value(std::string_view name,       // Parameter 'x' does not
-                                    std::string_view value);     //  accept value 'v'
-std::string parameter_expects(std::string_view name,             // Parameter 'x' expects
-                              std::string_view what);            //  uint64
+std::string missing_parameter(std::string_view name);           // Parameter 'x' is missing
+std::string invalid_parameter_type(std::string_view name,       // Invalid parameter type for
+                                   std::string_view expected);  //  'x', expected: boolean
+std::string unexpected_parameter(std::string_view name);        // Parameter 'x' is unexpected
+std::string invalid_parameter_value(std::string_view name,      // Parameter 'x' does not
+                                    std::string_view value);    //  accept value 'v'
+std::string parameter_expects(std::string_view name,            // Parameter 'x' expects
+                              std::string_view what);           //  uint64
 
 }  // namespace server::control

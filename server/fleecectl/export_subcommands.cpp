@@ -54,8 +54,11 @@ int run_add(CliContext& ctx, ArgParser& args, const Subcommand& self) {
                                "'-', '.', '_'); give one with --id",
                            self.synopsis);
   }
-  json a = {{"type", "nbd"}, {"id", id.value_or(name)}, {"node-name", *node},
-            {"name", name},  {"writable", writable}};
+  json a = {{"type", "nbd"},
+            {"id", id.value_or(name)},
+            {"node-name", *node},
+            {"name", name},
+            {"writable", writable}};
   if (description) a["description"] = *description;
   if (!bitmaps.empty()) a["bitmaps"] = bitmaps;
   if (allocation_depth) a["allocation-depth"] = true;

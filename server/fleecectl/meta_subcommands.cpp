@@ -20,8 +20,7 @@ int run_version(CliContext& ctx, ArgParser& args, const Subcommand& self) {
     const json& q = (*v)["qemu"];
     package = "QEMU " + cell(q, "major") + "." + cell(q, "minor") + "." + cell(q, "micro");
   }
-  ctx.out() << "daemon: " << package << '\n'
-            << "client: fleecectl " << FLEECE_VERSION << '\n';
+  ctx.out() << "daemon: " << package << '\n' << "client: fleecectl " << FLEECE_VERSION << '\n';
   return kExitOk;
 }
 

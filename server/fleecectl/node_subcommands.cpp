@@ -34,9 +34,8 @@ int run_nodes(CliContext& ctx, ArgParser& args, const Subcommand& self) {
     if (n.contains("image") && n["image"].contains("virtual-size")) {
       size = format_size(n["image"]["virtual-size"].get<uint64_t>());
     }
-    rows.push_back({cell(n, "node-name"), cell(n, "drv"), size,
-                    n.value("ro", false) ? "ro" : "rw", children.empty() ? "-" : children,
-                    cell(n, "file")});
+    rows.push_back({cell(n, "node-name"), cell(n, "drv"), size, n.value("ro", false) ? "ro" : "rw",
+                    children.empty() ? "-" : children, cell(n, "file")});
   }
   print_table(ctx.out(), {"NAME", "DRIVER", "SIZE", "MODE", "CHILDREN", "FILE"}, rows);
   return kExitOk;
@@ -68,7 +67,8 @@ int run_add_raw(CliContext& ctx, ArgParser& args, const Subcommand& self) {
   std::string name = args.positional("NAME");
   if (!file) args.fail("missing --file NODE|FILENAME");
   std::optional<uint64_t> offset, size;
-  if (offset_text && !(offset = parse_size(*offset_text))) args.fail("bad --offset " + *offset_text);
+  if (offset_text && !(offset = parse_size(*offset_text)))
+    args.fail("bad --offset " + *offset_text);
   if (size_text && !(size = parse_size(*size_text))) args.fail("bad --size " + *size_text);
   if (!args.finish()) return ctx.usage_error(args.error(), self.synopsis);
 

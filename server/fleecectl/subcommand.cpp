@@ -6,8 +6,8 @@ namespace fleecectl {
 
 using nlohmann::json;
 
-CliContext::CliContext(std::string socket_path, bool json_output, int timeout_s,
-                       std::ostream& out, std::ostream& err)
+CliContext::CliContext(std::string socket_path, bool json_output, int timeout_s, std::ostream& out,
+                       std::ostream& err)
     : socket_path_(std::move(socket_path)),
       json_output_(json_output),
       timeout_s_(timeout_s),

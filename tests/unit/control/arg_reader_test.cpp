@@ -15,7 +15,7 @@ std::string error_of(ArgReader& r) {
 }
 
 TEST(ArgReaderTest, ReadsTypedMembers) {
-  json args = {{"node-name", "disk0"}, {"writable", true},     {"offset", 4096},
+  json args = {{"node-name", "disk0"}, {"writable", true},      {"offset", 4096},
                {"mode", "hard"},       {"bitmaps", {"a", "b"}}, {"cache", {{"direct", true}}}};
   ArgReader r(args);
   EXPECT_EQ(r.required_string("node-name"), "disk0");

@@ -75,11 +75,11 @@ TEST_F(BlockCommandsTest, RawWindow) {
                       {"file", {{"driver", "file"}, {"filename", path}}}});
   EXPECT_EQ(node_info("part")["image"]["virtual-size"], 2 << 20);
   // A window past the end fails in the driver; the error reaches the client.
-  std::string e = err("blockdev-add", {{"driver", "raw"},
-                                       {"node-name", "bad"},
-                                       {"offset", 8 << 20},
-                                       {"file", {{"driver", "file"}, {"filename", path},
-                                                 {"read-only", true}}}});
+  std::string e = err("blockdev-add",
+                      {{"driver", "raw"},
+                       {"node-name", "bad"},
+                       {"offset", 8 << 20},
+                       {"file", {{"driver", "file"}, {"filename", path}, {"read-only", true}}}});
   EXPECT_FALSE(e.empty());
   EXPECT_EQ(graph_.find("bad"), nullptr);
 }
@@ -94,21 +94,22 @@ TEST_F(BlockCommandsTest, ArgumentErrorsUseQemuWording) {
   EXPECT_EQ(err("blockdev-add",
                 {{"driver", "file"}, {"node-name", "x"}, {"filename", path}, {"bogus", 1}}),
             "Parameter 'bogus' is unexpected");
-  EXPECT_EQ(err("blockdev-add", {{"driver", "file"}, {"node-name", "x"}, {"filename", path},
-                                 {"read-only", "no"}}),
+  EXPECT_EQ(err("blockdev-add",
+                {{"driver", "file"}, {"node-name", "x"}, {"filename", path}, {"read-only", "no"}}),
             "Invalid parameter type for 'read-only', expected: boolean");
-  EXPECT_EQ(err("blockdev-add", {{"driver", "file"}, {"node-name", "x"}, {"filename", path},
-                                 {"locking", "maybe"}}),
+  EXPECT_EQ(err("blockdev-add",
+                {{"driver", "file"}, {"node-name", "x"}, {"filename", path}, {"locking", "maybe"}}),
             "Parameter 'locking' does not accept value 'maybe'");
   EXPECT_EQ(err("blockdev-add", {{"driver", "raw"}, {"node-name", "x"}, {"file", 5}}),
             "Invalid parameter type for 'file', expected: BlockdevRef");
   EXPECT_EQ(err("blockdev-add", {{"driver", "raw"}, {"node-name", "x"}}),
             "Parameter 'file' is missing");
-  EXPECT_EQ(err("blockdev-add", {{"driver", "raw"}, {"node-name", "x"},
+  EXPECT_EQ(err("blockdev-add", {{"driver", "raw"},
+                                 {"node-name", "x"},
                                  {"file", {{"driver", "file"}, {"filename", path}, {"z", 1}}}}),
             "Parameter 'file.z' is unexpected");
-  EXPECT_EQ(err("blockdev-add", {{"driver", "raw"}, {"node-name", "x"}, {"offset", -5},
-                                 {"file", "nope"}}),
+  EXPECT_EQ(err("blockdev-add",
+                {{"driver", "raw"}, {"node-name", "x"}, {"offset", -5}, {"file", "nope"}}),
             "Parameter 'offset' expects uint64");
   EXPECT_TRUE(graph_.nodes().empty());
 }
@@ -119,44 +120,50 @@ TEST_F(BlockCommandsTest, NameAndReferenceErrors) {
             "'node-name' must be specified for the root node");
   EXPECT_EQ(err("blockdev-add", {{"driver", "file"}, {"node-name", "1bad"}, {"filename", path}}),
             "Invalid node-name: '1bad'");
-  EXPECT_EQ(err("blockdev-add", {{"driver", "file"},
-                                 {"node-name", std::string(32, 'n')},
-                                 {"filename", path}}),
+  EXPECT_EQ(err("blockdev-add",
+                {{"driver", "file"}, {"node-name", std::string(32, 'n')}, {"filename", path}}),
             "Node name too long");
   EXPECT_EQ(err("blockdev-add", {{"driver", "raw"}, {"node-name", "r"}, {"file", "nope"}}),
             "Cannot find device='nope' nor node-name='nope'");
   add_file_node("f0", path, true);
   EXPECT_EQ(err("blockdev-add", {{"driver", "file"}, {"node-name", "f0"}, {"filename", path}}),
             "Duplicate nodes with node-name='f0'");
-  EXPECT_EQ(err("blockdev-add", {{"driver", "raw"}, {"node-name", "r"},
-                                 {"file", {{"driver", "file"}, {"node-name", "r"},
-                                           {"filename", path}}}}),
-            "Duplicate nodes with node-name='r'");
+  EXPECT_EQ(
+      err("blockdev-add", {{"driver", "raw"},
+                           {"node-name", "r"},
+                           {"file", {{"driver", "file"}, {"node-name", "r"}, {"filename", path}}}}),
+      "Duplicate nodes with node-name='r'");
 }
 
 TEST_F(BlockCommandsTest, OpenErrorsReachTheClient) {
-  std::string e = err("blockdev-add", {{"driver", "file"},
-                                       {"node-name", "f0"},
-                                       {"filename", dir_.file("missing.img")}});
+  std::string e =
+      err("blockdev-add",
+          {{"driver", "file"}, {"node-name", "f0"}, {"filename", dir_.file("missing.img")}});
   EXPECT_NE(e.find("missing.img"), std::string::npos) << e;
   EXPECT_EQ(graph_.find("f0"), nullptr);
 }
 
 TEST_F(BlockCommandsTest, UnsupportedCacheAndDiscardChoicesAreRefused) {
   std::string path = image("a.img");
-  EXPECT_NE(err("blockdev-add", {{"driver", "file"}, {"node-name", "f"}, {"filename", path},
+  EXPECT_NE(err("blockdev-add", {{"driver", "file"},
+                                 {"node-name", "f"},
+                                 {"filename", path},
                                  {"cache", {{"no-flush", true}}}})
                 .find("no-flush"),
             std::string::npos);
-  EXPECT_NE(err("blockdev-add", {{"driver", "file"}, {"node-name", "f"}, {"filename", path},
-                                 {"discard", "ignore"}})
+  EXPECT_NE(err("blockdev-add",
+                {{"driver", "file"}, {"node-name", "f"}, {"filename", path}, {"discard", "ignore"}})
                 .find("discard"),
             std::string::npos);
   // The accepted spellings of what fleece does anyway.
-  ok("blockdev-add", {{"driver", "file"},        {"node-name", "f"},
-                      {"filename", path},        {"discard", "unmap"},
-                      {"auto-read-only", false}, {"aio", "threads"},
-                      {"locking", "auto"},       {"cache", {{"no-flush", false}}}});
+  ok("blockdev-add", {{"driver", "file"},
+                      {"node-name", "f"},
+                      {"filename", path},
+                      {"discard", "unmap"},
+                      {"auto-read-only", false},
+                      {"aio", "threads"},
+                      {"locking", "auto"},
+                      {"cache", {{"no-flush", false}}}});
 }
 
 TEST_F(BlockCommandsTest, DeleteRefusesNodesInUseAndRemovesOthers) {
@@ -184,7 +191,8 @@ TEST_F(BlockCommandsTest, DeleteRefusesNodesInUseAndRemovesOthers) {
 
 TEST_F(BlockCommandsTest, DeletingARawWithAnInlineChildRemovesBoth) {
   std::string path = image("a.img");
-  ok("blockdev-add", {{"driver", "raw"}, {"node-name", "disk0"},
+  ok("blockdev-add", {{"driver", "raw"},
+                      {"node-name", "disk0"},
                       {"file", {{"driver", "file"}, {"filename", path}}}});
   ASSERT_EQ(graph_.nodes().size(), 2u);
   std::string child = graph_.find("disk0")->children()[0].node->name();

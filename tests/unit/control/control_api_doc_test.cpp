@@ -63,7 +63,8 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 
 TEST(ControlApiDocTest, EveryExampleExchangeIsWhatFleecedSends) {
   fleece_test::TempDir dir;
-  for (const char* name : {"disk0.img", "golden.img"}) fleece_test::make_file(dir.file(name), 64 << 20);
+  for (const char* name : {"disk0.img", "golden.img"})
+    fleece_test::make_file(dir.file(name), 64 << 20);
   blockcore::io::BlockingPool pool(0);
   blockcore::Graph graph(pool);
   ExportRegistry exports;
@@ -80,8 +81,8 @@ TEST(ControlApiDocTest, EveryExampleExchangeIsWhatFleecedSends) {
     std::string text = replace_all(m.text, "/var/lib/fleeced/", dir.path() + "/");
     SCOPED_TRACE("docs/control-api.md:" + std::to_string(m.line));
     if (m.request) {
-      ASSERT_TRUE(replies.empty()) << "the reply to line " << replies.front().second
-                                   << " is not shown";
+      ASSERT_TRUE(replies.empty())
+          << "the reply to line " << replies.front().second << " is not shown";
       replies.emplace_back(fleece_test::run_task(dispatcher.handle(text)), m.line);
       continue;
     }

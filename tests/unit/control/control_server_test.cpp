@@ -203,8 +203,8 @@ TEST_F(ControlServerTest, SeveralClientsAtOnce) {
   }
   EXPECT_EQ(server.client_count(), 5u);
   add_file_node("f0", image("a.img"));
-  EXPECT_TRUE(clients[0]->cmd("block-export-add",
-                              {{"type", "nbd"}, {"id", "e0"}, {"node-name", "f0"}})
+  EXPECT_TRUE(clients[0]
+                  ->cmd("block-export-add", {{"type", "nbd"}, {"id", "e0"}, {"node-name", "f0"}})
                   .contains("return"));
   for (auto& c : clients) EXPECT_EQ(c->cmd("query-block-exports")["return"].size(), 1u);
   clients.clear();

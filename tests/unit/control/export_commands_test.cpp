@@ -32,16 +32,15 @@ TEST_F(ExportCommandsTest, AddWithDefaultsRegistersAnExportNamedAfterTheNode) {
   EXPECT_FALSE(e->writable);
   EXPECT_EQ(e->description, "");
   EXPECT_FALSE(e->allocation_depth);
-  EXPECT_EQ(ok("query-block-exports"),
-            json::array({{{"id", "disk0"},
-                          {"type", "nbd"},
-                          {"node-name", "disk0"},
-                          {"shutting-down", false},
-                          {"name", "disk0"},
-                          {"description", ""},
-                          {"writable", false},
-                          {"bitmaps", json::array()},
-                          {"allocation-depth", false}}}));
+  EXPECT_EQ(ok("query-block-exports"), json::array({{{"id", "disk0"},
+                                                     {"type", "nbd"},
+                                                     {"node-name", "disk0"},
+                                                     {"shutting-down", false},
+                                                     {"name", "disk0"},
+                                                     {"description", ""},
+                                                     {"writable", false},
+                                                     {"bitmaps", json::array()},
+                                                     {"allocation-depth", false}}}));
 }
 
 TEST_F(ExportCommandsTest, IdAndNameAreSeparate) {
@@ -107,11 +106,10 @@ TEST_F(ExportCommandsTest, AddErrors) {
   EXPECT_EQ(err("block-export-add",
                 {{"type", "nbd"}, {"id", "e"}, {"node-name", "ro0"}, {"writable", true}}),
             "Cannot export read-only node as writable");
-  EXPECT_EQ(err("block-export-add", {{"type", "nbd"},
-                                     {"id", "e"},
-                                     {"node-name", "disk0"},
-                                     {"name", std::string(4097, 'n')}}),
-            "export name '" + std::string(4097, 'n') + "' too long");
+  EXPECT_EQ(
+      err("block-export-add",
+          {{"type", "nbd"}, {"id", "e"}, {"node-name", "disk0"}, {"name", std::string(4097, 'n')}}),
+      "export name '" + std::string(4097, 'n') + "' too long");
   EXPECT_EQ(err("block-export-add",
                 {{"type", "nbd"}, {"id", "e"}, {"node-name", "disk0"}, {"bitmaps", {"b0"}}}),
             "Bitmap 'b0' is not found");
@@ -123,8 +121,8 @@ TEST_F(ExportCommandsTest, AddErrors) {
   ok("block-export-add", {{"type", "nbd"}, {"id", "e"}, {"node-name", "disk0"}});
   EXPECT_EQ(err("block-export-add", {{"type", "nbd"}, {"id", "e"}, {"node-name", "ro0"}}),
             "Block export id 'e' is already in use");
-  EXPECT_EQ(err("block-export-add", {{"type", "nbd"}, {"id", "e2"}, {"node-name", "ro0"},
-                                     {"name", "disk0"}}),
+  EXPECT_EQ(err("block-export-add",
+                {{"type", "nbd"}, {"id", "e2"}, {"node-name", "ro0"}, {"name", "disk0"}}),
             "NBD server already has export named 'disk0'");
   EXPECT_EQ(exports_.list().size(), 1u);
 }
@@ -136,7 +134,8 @@ TEST_F(ExportCommandsTest, AWritableExportMayNotWriteANodeAWritableParentWrites)
   EXPECT_NE(e.find("disk0"), std::string::npos) << e;
   EXPECT_TRUE(exports_.list().empty());
   // Declared uses come and go with the export.
-  ok("block-export-add", {{"type", "nbd"}, {"id", "e"}, {"node-name", "disk0"}, {"writable", true}});
+  ok("block-export-add",
+     {{"type", "nbd"}, {"id", "e"}, {"node-name", "disk0"}, {"writable", true}});
   EXPECT_EQ(graph_.uses_of("disk0").size(), 1u);
   ok("block-export-del", {{"id", "e"}});
   EXPECT_TRUE(graph_.uses_of("disk0").empty());

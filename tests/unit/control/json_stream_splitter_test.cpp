@@ -26,9 +26,9 @@ std::vector<std::string> texts(const Items& items) {
 
 TEST(JsonStreamSplitterTest, ObjectsNeedNoNewline) {
   JsonStreamSplitter s;
-  EXPECT_EQ(texts(feed(s, R"({"execute":"a"}{"execute":"b"}  {"x":[1,{}]})")),
-            (std::vector<std::string>{R"({"execute":"a"})", R"({"execute":"b"})",
-                                      R"({"x":[1,{}]})"}));
+  EXPECT_EQ(
+      texts(feed(s, R"({"execute":"a"}{"execute":"b"}  {"x":[1,{}]})")),
+      (std::vector<std::string>{R"({"execute":"a"})", R"({"execute":"b"})", R"({"x":[1,{}]})"}));
   EXPECT_EQ(s.buffered(), 0u);
 }
 
@@ -76,10 +76,9 @@ TEST(JsonStreamSplitterTest, ControlCharacterDropsThePartialMessage) {
 TEST(JsonStreamSplitterTest, ByteFFAndRawNewlineInStringAreLexicalErrors) {
   JsonStreamSplitter s;
   Items items = feed(s, "{\"a\": \"unterminated\n{\"b\":1}\xff{\"c\":2}");
-  ASSERT_EQ(texts(items), (std::vector<std::string>{"ERR:JSON parse error, stray '\\x0a'",
-                                                    "{\"b\":1}",
-                                                    "ERR:JSON parse error, stray '\\xff'",
-                                                    "{\"c\":2}"}));
+  ASSERT_EQ(texts(items),
+            (std::vector<std::string>{"ERR:JSON parse error, stray '\\x0a'", "{\"b\":1}",
+                                      "ERR:JSON parse error, stray '\\xff'", "{\"c\":2}"}));
 }
 
 TEST(JsonStreamSplitterTest, OversizedMessageIsReportedOnceAndSkipped) {

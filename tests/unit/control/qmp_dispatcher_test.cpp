@@ -19,8 +19,8 @@ using nlohmann::json;
 // A fresh (not negotiated) dispatcher over a table with a few test commands.
 class QmpDispatcherTest : public ::testing::Test {
  protected:
-  QmpDispatcherTest() : pool_(0), graph_(pool_), table_(make_default_command_table()),
-                        ctx_{graph_, exports_} {
+  QmpDispatcherTest()
+      : pool_(0), graph_(pool_), table_(make_default_command_table()), ctx_{graph_, exports_} {
     table_.add("test-echo", [](const json& args, CommandContext&) -> asio::awaitable<Result<json>> {
       co_return args;
     });
@@ -162,8 +162,7 @@ TEST_F(QmpDispatcherTest, QueryCommandsListsTheTable) {
   EXPECT_EQ(names, table_.names());
   for (const char* expected :
        {"qmp_capabilities", "query-version", "query-commands", "blockdev-add", "blockdev-del",
-        "query-named-block-nodes", "block-export-add", "block-export-del",
-        "query-block-exports"}) {
+        "query-named-block-nodes", "block-export-add", "block-export-del", "query-block-exports"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
   }
 }
