@@ -65,9 +65,15 @@ struct ControlServer::Shared {
 
   static asio::awaitable<void> serve(std::shared_ptr<Shared> self,
                                      std::shared_ptr<ClientSession> session) {
-    co_await ClientSession::run(session);
+    std::exception_ptr failure;
+    try {
+      co_await ClientSession::run(session);
+    } catch (...) {
+      failure = std::current_exception();
+    }
     self->sessions.erase(session->id());
     self->clients.fetch_sub(1, std::memory_order_relaxed);
+    if (failure) std::rethrow_exception(failure);
   }
 
   static asio::awaitable<void> accept_loop(std::shared_ptr<Shared> self) {

@@ -56,7 +56,7 @@ asio::awaitable<json> QmpDispatcher::handle(std::string_view text) {
   json request;
   try {
     request = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for 1e400
     co_return parse_error_reply(parse_error_text(e));
   }
   if (!request.is_object()) {

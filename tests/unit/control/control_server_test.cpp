@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <asio/executor_work_guard.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -97,6 +98,12 @@ class ControlServerTest : public ControlTestEnv {
     work_.reset();
     io_.stop();
     thread_.join();
+    for (auto& t : extra_threads_) t.join();
+  }
+
+  // Runs the io_context on one more thread (the server's strand must keep it safe).
+  void add_io_thread() {
+    extra_threads_.emplace_back([this] { io_.run(); });
   }
 
   ControlServer& start() {
@@ -110,6 +117,7 @@ class ControlServerTest : public ControlTestEnv {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::string path_;
   std::thread thread_;
+  std::vector<std::thread> extra_threads_;
   std::unique_ptr<ControlServer> server_;
 };
 
@@ -212,6 +220,50 @@ TEST_F(ControlServerTest, SeveralClientsAtOnce) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_EQ(server.client_count(), 0u);
+}
+
+TEST_F(ControlServerTest, SeveralIoThreadsWithConcurrentClientsAndEvents) {
+  add_io_thread();
+  add_io_thread();
+  ControlServer& server = start();
+  add_file_node("f0", image("a.img"));
+  constexpr int kClients = 4;
+  constexpr int kRounds = 20;
+  std::vector<std::thread> workers;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < kClients; ++i) {
+    workers.emplace_back([&, i] {
+      TestClient c(path_);
+      json g = c.read_json();
+      if (!g.contains("QMP")) ++failures;
+      c.send(R"({"execute": "qmp_capabilities"})");
+      if (!c.read_json().contains("return")) ++failures;
+      for (int r = 0; r < kRounds; ++r) {
+        std::string id = "e" + std::to_string(i) + "-" + std::to_string(r);
+        json add = {{"execute", "block-export-add"},
+                    {"arguments", {{"type", "nbd"}, {"id", id}, {"node-name", "f0"}}},
+                    {"id", id}};
+        json del = {{"execute", "block-export-del"}, {"arguments", {{"id", id}}}, {"id", id}};
+        c.send(add.dump() + del.dump());
+        // Replies in order; events from everyone's deletions interleave.
+        int replies = 0;
+        while (replies < 2) {
+          json m = c.read_json();
+          if (m.is_null()) {
+            ++failures;
+            return;
+          }
+          if (m.contains("event")) continue;
+          if (m.value("id", "") != id || !m.contains("return")) ++failures;
+          ++replies;
+        }
+      }
+    });
+  }
+  for (int i = 0; i < 50; ++i) server.broadcast_event("TICK", {{"n", i}});
+  for (auto& w : workers) w.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_TRUE(exports_.list().empty());
 }
 
 TEST_F(ControlServerTest, TooManyClientsAreTurnedAwayWithAnError) {

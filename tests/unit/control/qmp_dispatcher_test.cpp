@@ -102,6 +102,10 @@ TEST_F(QmpDispatcherTest, MalformedInputGetsQmpErrorsWithoutId) {
   EXPECT_EQ(handle("\"str\""), error("GenericError", "QMP input must be a JSON object"));
   EXPECT_EQ(QmpDispatcher::parse_error_reply("JSON parse error, x"),
             error("GenericError", "JSON parse error, x"));
+  // A number out of range is a parse error too (nlohmann reports it as out_of_range).
+  r = handle(R"({"execute": "query-version", "id": 1e400})");
+  EXPECT_EQ(r["error"]["class"], "GenericError");
+  EXPECT_FALSE(r.contains("id"));
   // Invalid UTF-8 is a parse error, never a crash.
   EXPECT_EQ(handle("{\"execute\": \"\xff\xfe\"}")["error"]["class"], "GenericError");
 }
