@@ -29,7 +29,9 @@ class UnixSocketPath : public ::testing::Test {
     a.sun_family = AF_UNIX;
     std::strcpy(a.sun_path, path_.c_str());
     EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    if (do_listen) EXPECT_EQ(listen(fd, 1), 0);
+    if (do_listen) {
+      EXPECT_EQ(listen(fd, 1), 0);
+    }
     return fd;
   }
 
