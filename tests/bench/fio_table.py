@@ -256,7 +256,7 @@ def report(args):
     out.append("")
     out.append("Server CPU is the server process's user+system time during the measured "
                "part (all threads), as cores busy and as µs of CPU per request; "
-               "busy = whole-box CPU use by other processes just before the sample "
+               "busy = whole-box CPU use by other (un-niced) processes just before the sample "
                "(max over rounds).")
     out.append("")
     out.append("| workload | server | IOPS | MiB/s | min–max IOPS | p99 clat µs | "

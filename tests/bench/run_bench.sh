@@ -41,7 +41,7 @@ Usage: tests/bench/run_bench.sh [options]
   --output FILE         Markdown results file (default build/bench/results.md) [BENCH_OUT]
   --fleeced PATH        fleeced binary (default build/bin/fleeced)          [FLEECED]
   --wait-idle S         before each sample wait up to S seconds for the box to be idle
-                        (other processes below 25% CPU) (default $wait_idle) [BENCH_WAIT_IDLE]
+                        (other un-niced processes below 25% CPU) (default $wait_idle) [BENCH_WAIT_IDLE]
   --syscalls            after the timed rounds, one more sample per (workload, server) with
                         \`strace -c -f\` attached to the server: syscalls per request
                         (throughput of that pass is not reported; strace slows it)  [BENCH_SYSCALLS=1]
@@ -175,10 +175,10 @@ trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM HUP
 
 # ---- machine noise -----------------------------------------------------------------
-cpu_busy_total() {  # prints "busy total" jiffies from /proc/stat
-  awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print t-$5-$6, t; exit}' /proc/stat
+cpu_busy_total() {  # prints "busy total" jiffies from /proc/stat; niced work is not busy
+  awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print t-$3-$5-$6, t; exit}' /proc/stat
 }
-busy_percent() {  # busy % of the whole box over 0.5 s (nothing of ours runs then)
+busy_percent() {  # un-niced busy % of the whole box over 0.5 s (nothing of ours runs then)
   local b0 t0 b1 t1
   read -r b0 t0 < <(cpu_busy_total)
   sleep 0.5
