@@ -20,7 +20,6 @@ using nlohmann::json;
 constexpr size_t kMaxNbdString = 4096;
 
 // How an export shows up among a node's users (in graph error messages).
-std::string export_user(const std::string& export_name) { return "export '" + export_name + "'"; }
 
 // BlockDirtyBitmapOrStr: "name" or {"node": N, "name": B}.
 std::vector<std::pair<std::string, std::string>> read_bitmaps(ArgReader& r,
@@ -96,7 +95,7 @@ asio::awaitable<Result<json>> block_export_add(const json& args, CommandContext&
   ExportPtr exp = e;
   // The graph checks the export's use against the node's other users (a writable
   // export of a node that a writable parent writes would be a second writer).
-  const std::string user = export_user(name);
+  const std::string user = graph_user_name(name);
   if (Status s = ctx.graph.add_user(node_name, user, writable); !s.is_ok()) {
     co_return generic_error(error_desc_of(s));
   }
@@ -125,7 +124,7 @@ asio::awaitable<Result<json>> block_export_del(const json& args, CommandContext&
     co_return generic_error("Export '" + id + "' is not found");
   }
   ctx.export_ids->forget(id);
-  (void)ctx.graph.remove_user(e->node_name(), export_user(e->name));  // ENOENT: from config
+  (void)ctx.graph.remove_user(e->node_name(), graph_user_name(e->name));  // ENOENT: from config
   ctx.events->emit("BLOCK_EXPORT_DELETED", {{"id", id}});
   co_return json::object();
 }

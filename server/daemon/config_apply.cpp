@@ -78,13 +78,34 @@ Status ConfigApplier::add_nodes(const std::vector<const NodeSpec*>& specs,
   return Status::ok();
 }
 
+Status ConfigApplier::add_export(const config::ExportConfig& ec) {
+  auto e = make_export(ec, graph_);
+  if (!e.is_ok()) return e.status();
+  const std::string user = graph_user_name(ec.name);
+  if (Status s = graph_.add_user(ec.node, user, ec.writable); !s.is_ok()) {
+    return s.with_context(ec.where.to_string() + ": export '" + ec.name + "'");
+  }
+  if (Status s = exports_.add(e.value()); !s.is_ok()) {
+    (void)graph_.remove_user(ec.node, user);
+    return s;
+  }
+  return Status::ok();
+}
+
+void ConfigApplier::remove_export(const std::string& name) {
+  if (ExportPtr e = exports_.find(name)) {
+    (void)exports_.remove(name);
+    (void)graph_.remove_user(e->node_name(), graph_user_name(name));
+  }
+}
+
 Status ConfigApplier::apply_initial(const config::Config& cfg) {
   std::vector<const NodeSpec*> specs;
   for (const auto& n : cfg.nodes) specs.push_back(&n);
   std::vector<std::string> added_nodes;
   std::vector<std::string> added_exports;
   auto undo = [&] {
-    for (const auto& name : added_exports) (void)exports_.remove(name);
+    for (const auto& name : added_exports) remove_export(name);
     for (auto it = added_nodes.rbegin(); it != added_nodes.rend(); ++it) {
       (void)graph_.remove(*it);
     }
@@ -94,9 +115,7 @@ Status ConfigApplier::apply_initial(const config::Config& cfg) {
     return s;
   }
   for (const auto& ec : cfg.exports) {
-    auto e = make_export(ec, graph_);
-    Status s = e.is_ok() ? exports_.add(e.value()) : e.status();
-    if (!s.is_ok()) {
+    if (Status s = add_export(ec); !s.is_ok()) {
       undo();
       return s;
     }
@@ -142,7 +161,8 @@ asio::awaitable<Status> ConfigApplier::apply_reload(const config::Config& cfg,
   std::set<std::string> drop_exports;
   for (const auto& [name, ec] : applied_exports_) {
     auto it = want_exports.find(name);
-    if (it == want_exports.end() || !same_export(ec, *it->second) || drop_nodes.count(ec.node)) {
+    if (it == want_exports.end() || !same_export(ec, *it->second) || drop_nodes.count(ec.node) ||
+        !exports_.find(name)) {  // deleted over the control socket: the config re-adds it
       drop_exports.insert(name);
     }
   }
@@ -156,7 +176,7 @@ asio::awaitable<Status> ConfigApplier::apply_reload(const config::Config& cfg,
   };
 
   for (const auto& name : drop_exports) {
-    note(exports_.remove(name));
+    remove_export(name);
     applied_exports_.erase(name);
     spdlog::info("reload: export '{}' removed", name);
   }
@@ -180,8 +200,7 @@ asio::awaitable<Status> ConfigApplier::apply_reload(const config::Config& cfg,
     }
     if (still.empty()) break;
     if (still.size() == order.size() && std::chrono::steady_clock::now() >= deadline) {
-      note(last);
-      for (const auto& name : still) drop_nodes.erase(name);  // keep them as they are
+      note(last);  // still in use: they stay open as they are
       break;
     }
     order = std::move(still);
@@ -202,8 +221,7 @@ asio::awaitable<Status> ConfigApplier::apply_reload(const config::Config& cfg,
   }
   for (const auto& ec : cfg.exports) {
     if (applied_exports_.count(ec.name)) continue;
-    auto e = make_export(ec, graph_);
-    Status s = e.is_ok() ? exports_.add(e.value()) : e.status();
+    Status s = add_export(ec);
     note(s);
     if (s.is_ok()) {
       applied_exports_.emplace(ec.name, ec);

@@ -36,6 +36,10 @@ class ConfigApplier {
                                                   blockcore::Graph& graph);
 
  private:
+  // Registers an export and takes its use of the root node in the graph.
+  blockcore::Status add_export(const config::ExportConfig& ec);
+  // Withdraws an export (its connections close) and drops its use of the node.
+  void remove_export(const std::string& name);
   // Adds nodes in an order where every reference is already open.
   blockcore::Status add_nodes(const std::vector<const blockcore::NodeSpec*>& specs,
                               std::vector<std::string>& added);

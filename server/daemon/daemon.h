@@ -65,11 +65,13 @@ class Daemon {
   config::Config config_;
   DaemonOptions options_;
 
-  asio::io_context main_io_;
-  asio::signal_set signals_;
+  // Declared before main_io_: operations pending on main_io_ (an accept) may own sockets
+  // of these contexts, so these must outlive main_io_.
   std::vector<std::unique_ptr<asio::io_context>> io_contexts_;
   std::vector<std::thread> io_threads_;
   std::atomic<size_t> next_io_{0};
+  asio::io_context main_io_;
+  asio::signal_set signals_;
 
   blockcore::io::BlockingPool pool_;
   blockcore::Graph graph_;

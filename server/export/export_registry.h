@@ -33,6 +33,12 @@ struct Export {
 
 using ExportPtr = std::shared_ptr<const Export>;
 
+// The name under which an export is registered as a user of its root node in the
+// block graph (Graph::add_user), shared by every path that adds or removes exports.
+inline std::string graph_user_name(const std::string& export_name) {
+  return "export '" + export_name + "'";
+}
+
 class ExportRegistry {
  public:
   using RemovedCallback = std::function<void(const ExportPtr&)>;

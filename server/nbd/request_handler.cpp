@@ -18,35 +18,9 @@ using blockcore::Task;
 
 namespace {
 
-struct ReadRun {
-  uint64_t offset;  // relative to the request
-  uint64_t length;
-  bool hole;
-};
-
-// Turns block status into data/hole runs covering [0, len): zero extents become holes,
-// everything else (and whatever block status did not cover) is data. Holes shorter than
-// 4 KiB are folded into data: a chunk header would cost more than it saves.
-std::vector<ReadRun> read_runs(const blockcore::ExtentList& extents, uint64_t len) {
-  std::vector<ReadRun> runs;
-  auto add = [&](uint64_t length, bool hole) {
-    if (length == 0) return;
-    if (!runs.empty() && runs.back().hole == hole) {
-      runs.back().length += length;
-    } else {
-      const uint64_t at = runs.empty() ? 0 : runs.back().offset + runs.back().length;
-      runs.push_back(ReadRun{at, length, hole});
-    }
-  };
-  uint64_t pos = 0;
-  for (const blockcore::Extent& e : extents) {
-    const uint64_t n = std::min(e.length, len - pos);
-    add(n, (e.flags & blockcore::kExtentZero) != 0 && n >= 4096);
-    pos += n;
-    if (pos >= len) break;
-  }
-  add(len - pos, false);
-  return runs;
+// True if n bytes at p are all zero (memcmp against itself shifted by one is SIMD-fast).
+bool all_zero(const std::byte* p, size_t n) {
+  return n == 0 || (p[0] == std::byte{0} && std::memcmp(p, p + 1, n - 1) == 0);
 }
 
 }  // namespace
@@ -199,10 +173,6 @@ Task<void> RequestHandler::handle_read(RequestSlot& slot) {
     co_return;
   }
   slot.data = pool_.acquire(r.length);
-  if (session_.structured && !(r.flags & kCmdFlagDf) && r.length >= kSparseReadThreshold) {
-    if (co_await send_sparse_read(slot)) co_return;
-    slot.clear_reply();
-  }
   Status s = co_await read_range(r.offset, slot.data.span(r.length));
   if (!s.is_ok()) {
     reply_status(slot, s);
@@ -210,33 +180,45 @@ Task<void> RequestHandler::handle_read(RequestSlot& slot) {
   }
   stats_.bytes_read += r.length;
   if (session_.structured) {
-    append_chunk_header(slot, kReplyFlagDone, kReplyTypeOffsetData, 8 + r.length);
-    store_be64(slot.append_meta(8), r.offset);
+    build_read_chunks(slot);
   } else {
     encode_simple_reply(slot.append_meta(kSimpleReplySize), 0, r.cookie);
+    slot.append_data(0, r.length);
   }
-  slot.append_data(0, r.length);
 }
 
-// Sends a structured read as OFFSET_DATA/OFFSET_HOLE chunks. Returns false (nothing
-// built) when block status gives no useful holes; the caller then reads it whole.
-Task<bool> RequestHandler::send_sparse_read(RequestSlot& slot) {
-  const RequestHeader& r = slot.req;
-  auto bs = co_await root_.block_status(r.offset, r.length);
-  if (!bs.is_ok()) co_return false;  // block status is only an optimisation here
-  std::vector<ReadRun> runs = read_runs(*bs, r.length);
-  const bool any_hole = std::any_of(runs.begin(), runs.end(), [](auto& x) { return x.hole; });
-  if (!any_hole || runs.size() > kMaxReadChunks) co_return false;
-
-  for (const ReadRun& run : runs) {
-    if (run.hole) continue;
-    Status s = co_await read_range(r.offset + run.offset,
-                                   slot.data.span(r.length).subspan(run.offset, run.length));
-    if (!s.is_ok()) {
-      reply_status(slot, s);
-      co_return true;
+std::vector<ReadRun> find_zero_runs(std::span<const std::byte> data, uint64_t offset) {
+  std::vector<ReadRun> runs;
+  auto add = [&](uint64_t at, uint64_t length, bool hole) {
+    if (length == 0) return;
+    if (!runs.empty() && runs.back().hole == hole) {
+      runs.back().length += length;
+    } else {
+      runs.push_back(ReadRun{at, length, hole});
     }
+  };
+  const uint64_t len = data.size();
+  // Blocks are aligned to absolute offsets; a partial first or last block is data.
+  uint64_t pos = std::min<uint64_t>(len, (kZeroBlock - offset % kZeroBlock) % kZeroBlock);
+  add(0, pos, false);
+  for (; pos + kZeroBlock <= len; pos += kZeroBlock) {
+    add(pos, kZeroBlock, all_zero(data.data() + pos, kZeroBlock));
   }
+  add(pos, len - pos, false);
+  return runs;
+}
+
+// Builds a structured read reply from the data in slot.data: zero blocks go out as
+// OFFSET_HOLE chunks, the rest as OFFSET_DATA. Falls back to one data chunk when there
+// are no holes or too many chunks.
+void RequestHandler::build_read_chunks(RequestSlot& slot) {
+  const RequestHeader& r = slot.req;
+  std::vector<ReadRun> runs;
+  if (!(r.flags & kCmdFlagDf) && r.length >= kSparseReadThreshold) {
+    runs = find_zero_runs(slot.data.span(r.length), r.offset);
+  }
+  const bool any_hole = std::any_of(runs.begin(), runs.end(), [](auto& x) { return x.hole; });
+  if (!any_hole || runs.size() > kMaxReadChunks) runs.assign(1, ReadRun{0, r.length, false});
   size_t last_header = 0;
   for (const ReadRun& run : runs) {
     if (run.hole) {
@@ -252,8 +234,6 @@ Task<bool> RequestHandler::send_sparse_read(RequestSlot& slot) {
     }
   }
   store_be16(slot.meta.data() + last_header + 4, kReplyFlagDone);
-  stats_.bytes_read += r.length;
-  co_return true;
 }
 
 Task<void> RequestHandler::handle_block_status(RequestSlot& slot) {

@@ -1,6 +1,6 @@
 // RequestHandler: executes one validated NBD request against the export's root node and
 // builds its reply in the request's slot — simple or structured (READ as OFFSET_DATA /
-// OFFSET_HOLE chunks, BLOCK_STATUS as one chunk per selected context, errors as ERROR
+// OFFSET_HOLE chunks for zero blocks, BLOCK_STATUS as one chunk per selected context, errors as ERROR
 // chunks). FUA is passed to the node when it can honour it natively, otherwise emulated
 // by a flush. Node errors are mapped to NBD errors by errno_map; handle() never throws.
 // Threading: confined to the connection's strand; node calls resume on it.
@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "blockcore/base/status.h"
 #include "blockcore/base/task.h"
@@ -18,11 +19,26 @@
 
 namespace server::nbd {
 
-// Structured reads at least this long consult block status to send holes as
-// OFFSET_HOLE chunks; shorter ones go out as one OFFSET_DATA chunk.
+// Structured reads at least this long send all-zero blocks as OFFSET_HOLE chunks;
+// shorter ones (and DF reads) go out as one OFFSET_DATA chunk. Zeroes are found by
+// scanning the data read, not by block status: SEEK_HOLE costs O(file size) on tmpfs
+// (6.5 ms per call on a fully allocated 1 GiB file), which would cut 1 MiB sequential
+// reads to a tenth, while a scan stops at the first non-zero byte of each block.
 inline constexpr uint32_t kSparseReadThreshold = 64u << 10;
-// A sparse read with more runs than this is sent as one data chunk.
+inline constexpr uint64_t kZeroBlock = 4096;  // hole detection granularity
+// A read that would need more chunks than this is sent as one data chunk.
 inline constexpr size_t kMaxReadChunks = 64;
+
+// A run of a read reply: [offset, offset+length) relative to the request.
+struct ReadRun {
+  uint64_t offset;
+  uint64_t length;
+  bool hole;  // reads as zeroes
+  bool operator==(const ReadRun&) const = default;
+};
+// Splits data read at absolute `offset` into alternating data/hole runs; holes are
+// whole kZeroBlock-aligned blocks of zeroes.
+std::vector<ReadRun> find_zero_runs(std::span<const std::byte> data, uint64_t offset);
 
 struct TransferStats {
   uint64_t bytes_read = 0;     // data returned by READ
@@ -47,7 +63,7 @@ class RequestHandler {
  private:
   blockcore::Task<void> dispatch(RequestSlot& slot);
   blockcore::Task<void> handle_read(RequestSlot& slot);
-  blockcore::Task<bool> send_sparse_read(RequestSlot& slot);
+  void build_read_chunks(RequestSlot& slot);
   blockcore::Task<void> handle_block_status(RequestSlot& slot);
   blockcore::Task<blockcore::Status> read_range(uint64_t off, std::span<std::byte> buf);
   blockcore::Task<blockcore::Status> write_range(uint64_t off, std::span<const std::byte> buf,

@@ -20,9 +20,11 @@ def config_for(tmp_path, exports, extra=""):
     nodes = []
     exps = []
     for name, image, writable in exports:
-        nodes.append(f"""  - node-name: {name}
+        nodes.append(f'''  - node-name: {name}
     driver: raw
-    file: {{ driver: file, filename: "{image}" }}""")
+    file:
+      driver: file
+      filename: "{image}"''')
         exps.append(f"""  - name: {name}
     node: {name}
     description: "export {name}"
@@ -68,6 +70,11 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path):
         h = connect(d.uri())
         buf = nbd.Buffer.from_bytearray(bytearray(b"\x5a" * (4 * MiB)))
         cookies = [h.aio_pwrite(buf, i * 4 * MiB) for i in range(8)]
+        # Push every request onto the socket, give the server a moment to read them
+        # (they are then in flight there), and only then ask it to stop.
+        while h.aio_get_direction() & nbd.AIO_DIRECTION_WRITE:
+            h.poll(1)
+        time.sleep(0.3)
         d.signal(signal.SIGTERM)
         while any(not h.aio_command_completed(c) for c in cookies):
             h.poll(1)
@@ -84,12 +91,14 @@ def test_connection_log_line(tmp_path):
         h.pwrite(b"x" * 1024, 0)
         h.shutdown()
         deadline = time.time() + 5
-        while time.time() < deadline and "bytes" not in d.log_text().split("listening")[-1]:
+        while time.time() < deadline and "export 'disk'" not in d.log_text():
             time.sleep(0.05)
         log = d.log_text()
-    lines = [l for l in log.splitlines() if "disk" in l and "unix" in l]
-    assert lines, log
-    assert any("4096" in l and "1024" in l for l in lines), log
+    lines = [l for l in log.splitlines() if "export 'disk'" in l]
+    assert len(lines) == 1, log
+    line = lines[0]
+    # Peer, export, duration, bytes read and written.
+    assert "unix:pid=" in line and "4096 bytes read" in line and "1024 bytes written" in line, line
 
 
 def test_stale_unix_socket_is_replaced_live_one_is_not(tmp_path):
@@ -105,7 +114,8 @@ def test_stale_unix_socket_is_replaced_live_one_is_not(tmp_path):
         # A second daemon on the same live socket must refuse to start.
         other = tmp_path / "second"
         other.mkdir()
-        r = subprocess.run([str(FLEECED), "serve", str(img), "--read-only",
+        img2 = make_image(tmp_path / "b.raw", MiB)
+        r = subprocess.run([str(FLEECED), "serve", str(img2), "--read-only",
                             "--listen", f"unix:{sock_path}"],
                            capture_output=True, text=True, timeout=20)
         assert r.returncode != 0
