@@ -31,7 +31,7 @@ if [ "$asan" = 1 ]; then
     -DFLEECE_SANITIZE=ON -DFLEECE_FUZZ=ON -DFLEECE_WERROR=ON >/dev/null
   cmake --build build-asan -j"$jobs"
   echo "== tests under ASan/UBSan (unit + fuzz)"
-  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j"$jobs" -L 'unit|fuzz' --timeout 900
 fi
 echo "== all tests passed"
