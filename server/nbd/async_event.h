@@ -6,11 +6,11 @@
 #pragma once
 
 #include <asio/any_io_executor.hpp>
-#include "server/nbd/use_tuple.h"
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
 #include "blockcore/base/task.h"
+#include "server/nbd/use_tuple.h"
 
 namespace server::nbd {
 

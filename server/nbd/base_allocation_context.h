@@ -19,16 +19,15 @@ inline constexpr std::string_view kBaseAllocation = "base:allocation";
 class BaseAllocationProvider final : public MetaContextProvider {
  public:
   std::string_view name_space() const override { return "base"; }
-  void list(const Export& exp, std::string_view leaf,
-            std::vector<std::string>& out) const override;
+  void list(const Export& exp, std::string_view leaf, std::vector<std::string>& out) const override;
   MetaContextPtr resolve(const ExportPtr& exp, std::string_view leaf) const override;
 };
 
 class BaseAllocationContext final : public MetaContext {
  public:
   explicit BaseAllocationContext(ExportPtr exp);
-  blockcore::Task<blockcore::Result<std::vector<MetaExtent>>> extents(
-      uint64_t off, uint64_t len, size_t max_extents) override;
+  blockcore::Task<blockcore::Result<std::vector<MetaExtent>>> extents(uint64_t off, uint64_t len,
+                                                                      size_t max_extents) override;
 
  private:
   ExportPtr exp_;

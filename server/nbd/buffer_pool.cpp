@@ -8,12 +8,10 @@ namespace server::nbd {
 namespace {
 
 std::byte* allocate_aligned(size_t n) {
-  return static_cast<std::byte*>(::operator new(n, std::align_val_t{BufferPool::kAlignment}));
+  return static_cast<std::byte*>(::operator new (n, std::align_val_t{BufferPool::kAlignment}));
 }
 
-void free_aligned(std::byte* p) {
-  ::operator delete(p, std::align_val_t{BufferPool::kAlignment});
-}
+void free_aligned(std::byte* p) { ::operator delete (p, std::align_val_t{BufferPool::kAlignment}); }
 
 }  // namespace
 

@@ -2,10 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/post.hpp>
-#include <array>
 #include <exception>
 
 #include "server/nbd/protocol.h"
@@ -156,9 +156,9 @@ Task<void> Connection::transmission(const NegotiatedSession& session) {
 
 Task<void> Connection::read_loop(const NegotiatedSession& session, RequestHandler& handler,
                                  ReplyWriter& writer) {
-  const ValidationContext vctx{session.exp->root->size(), session.eflags, session.structured,
-                               session.limits.min, session.limits.max_payload,
-                               !session.contexts.empty()};
+  const ValidationContext vctx{session.exp->root->size(),  session.eflags,
+                               session.structured,         session.limits.min,
+                               session.limits.max_payload, !session.contexts.empty()};
   std::array<std::byte, kRequestHeaderSize> hdr;
   for (;;) {
     while (free_slots_.empty() && !stop_reading_) co_await slot_event_.wait();
@@ -203,8 +203,7 @@ Task<void> Connection::read_loop(const NegotiatedSession& session, RequestHandle
       writer.enqueue(slot);
       continue;
     }
-    asio::co_spawn(strand_, handle_one(shared_from_this(), slot, handler, writer),
-                   asio::detached);
+    asio::co_spawn(strand_, handle_one(shared_from_this(), slot, handler, writer), asio::detached);
   }
 }
 

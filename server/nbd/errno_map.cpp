@@ -37,15 +37,24 @@ uint32_t nbd_error_from_errno(int err, uint16_t cmd_flags) {
 
 const char* nbd_error_name(uint32_t nbd_error) {
   switch (nbd_error) {
-    case kNbdOk: return "OK";
-    case kNbdEperm: return "EPERM";
-    case kNbdEio: return "EIO";
-    case kNbdEnomem: return "ENOMEM";
-    case kNbdEinval: return "EINVAL";
-    case kNbdEnospc: return "ENOSPC";
-    case kNbdEoverflow: return "EOVERFLOW";
-    case kNbdEnotsup: return "ENOTSUP";
-    case kNbdEshutdown: return "ESHUTDOWN";
+    case kNbdOk:
+      return "OK";
+    case kNbdEperm:
+      return "EPERM";
+    case kNbdEio:
+      return "EIO";
+    case kNbdEnomem:
+      return "ENOMEM";
+    case kNbdEinval:
+      return "EINVAL";
+    case kNbdEnospc:
+      return "ENOSPC";
+    case kNbdEoverflow:
+      return "EOVERFLOW";
+    case kNbdEnotsup:
+      return "ENOTSUP";
+    case kNbdEshutdown:
+      return "ESHUTDOWN";
   }
   return "E?";
 }

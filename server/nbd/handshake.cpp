@@ -112,11 +112,11 @@ Task<bool> Handshake::handle_option(uint32_t option, uint32_t length) {
   switch (option) {
     case kOptAbort:
       // The client may already have closed; the reply is best-effort.
-    {
-      WireWriter w;
-      append_option_reply(w, option, kRepAck, std::string_view{});
-      co_await io_.write_all(w.view());
-    }
+      {
+        WireWriter w;
+        append_option_reply(w, option, kRepAck, std::string_view{});
+        co_await io_.write_all(w.view());
+      }
       co_return fail("client aborted the handshake (NBD_OPT_ABORT)");
     case kOptList:
       co_return co_await handle_list(data);
@@ -148,8 +148,8 @@ Task<bool> Handshake::handle_export_name(uint32_t length) {
 }
 
 Task<bool> Handshake::handle_list(std::span<const std::byte> data) {
-  if (!data.empty()) co_return co_await reply_error(kOptList, kRepErrInvalid,
-                                                    "NBD_OPT_LIST takes no data");
+  if (!data.empty())
+    co_return co_await reply_error(kOptList, kRepErrInvalid, "NBD_OPT_LIST takes no data");
   WireWriter w;
   for (const ExportPtr& e : exports_.list()) {
     WireWriter payload;
@@ -172,10 +172,10 @@ Task<bool> Handshake::handle_info_go(uint32_t option, std::span<const std::byte>
   if (req.wants(kInfoBlockSize)) block_size_requested_ = true;
   const BlockSizeLimits limits = block_size_limits(*exp);
   if (option == kOptGo && limits.min > 1 && !block_size_requested_) {
-    co_return co_await reply_error(
-        option, kRepErrBlockSizeReqd,
-        "export needs a minimum block size of " + std::to_string(limits.min) +
-            " bytes; request NBD_INFO_BLOCK_SIZE");
+    co_return co_await reply_error(option, kRepErrBlockSizeReqd,
+                                   "export needs a minimum block size of " +
+                                       std::to_string(limits.min) +
+                                       " bytes; request NBD_INFO_BLOCK_SIZE");
   }
   WireWriter w;
   if (req.wants(kInfoName)) {

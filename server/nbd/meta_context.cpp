@@ -14,11 +14,11 @@ bool split_context_name(std::string_view name, std::string_view& ns, std::string
   return true;
 }
 
-MetaContextRegistry::MetaContextRegistry() {
-  add(std::make_unique<BaseAllocationProvider>());
-}
+MetaContextRegistry::MetaContextRegistry() { add(std::make_unique<BaseAllocationProvider>()); }
 
-MetaContextRegistry MetaContextRegistry::empty_registry() { return MetaContextRegistry(EmptyTag{}); }
+MetaContextRegistry MetaContextRegistry::empty_registry() {
+  return MetaContextRegistry(EmptyTag{});
+}
 
 void MetaContextRegistry::add(std::unique_ptr<MetaContextProvider> provider) {
   const std::string_view ns = provider->name_space();

@@ -119,8 +119,8 @@ asio::awaitable<void> NbdServer::shutdown(std::chrono::milliseconds grace) {
   };
   if (co_await wait_until(std::chrono::steady_clock::now() + grace)) co_return;
 
-  spdlog::warn("nbd: {} connection(s) still busy after {} ms; closing them",
-               connection_count(), grace.count());
+  spdlog::warn("nbd: {} connection(s) still busy after {} ms; closing them", connection_count(),
+               grace.count());
   for (auto& c : impl_->snapshot()) c->close("shutdown grace period expired");
   // Closed connections end as soon as their in-flight node calls return.
   co_await wait_until(std::chrono::steady_clock::now() + std::chrono::seconds(2));

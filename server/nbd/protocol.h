@@ -138,11 +138,11 @@ inline constexpr size_t kChunkHeaderSize = 20;
 inline constexpr size_t kExportNameZeroes = 124;  // padding after NBD_OPT_EXPORT_NAME reply
 
 // ---- Limits ----
-inline constexpr uint32_t kMaxStringLength = 4096;      // names, queries, messages
-inline constexpr uint32_t kMaxPayload = 32u << 20;      // advertised max payload (32 MiB)
-inline constexpr uint32_t kMaxOptionLength = 64u << 10;  // largest option data we parse
-inline constexpr uint32_t kMaxOptionSkip = 1u << 20;     // larger options end the connection
-inline constexpr uint32_t kMaxMinBlockSize = 64u << 10;  // largest legal minimum block size
+inline constexpr uint32_t kMaxStringLength = 4096;             // names, queries, messages
+inline constexpr uint32_t kMaxPayload = 32u << 20;             // advertised max payload (32 MiB)
+inline constexpr uint32_t kMaxOptionLength = 64u << 10;        // largest option data we parse
+inline constexpr uint32_t kMaxOptionSkip = 1u << 20;           // larger options end the connection
+inline constexpr uint32_t kMaxMinBlockSize = 64u << 10;        // largest legal minimum block size
 inline constexpr size_t kMaxExtentsPerChunk = (1u << 20) / 8;  // like QEMU: 1 MiB of extents
 
 // Human-readable names for logs ("READ", "NBD_OPT_GO"...); "unknown" for others.

@@ -227,8 +227,8 @@ void RequestHandler::build_read_chunks(RequestSlot& slot) {
       store_be64(p, r.offset + run.offset);
       store_be32(p + 8, static_cast<uint32_t>(run.length));
     } else {
-      last_header = append_chunk_header(slot, 0, kReplyTypeOffsetData,
-                                        static_cast<uint32_t>(8 + run.length));
+      last_header =
+          append_chunk_header(slot, 0, kReplyTypeOffsetData, static_cast<uint32_t>(8 + run.length));
       store_be64(slot.append_meta(8), r.offset + run.offset);
       slot.append_data(run.offset, run.length);
     }

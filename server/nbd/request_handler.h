@@ -1,9 +1,9 @@
 // RequestHandler: executes one validated NBD request against the export's root node and
 // builds its reply in the request's slot — simple or structured (READ as OFFSET_DATA /
-// OFFSET_HOLE chunks for zero blocks, BLOCK_STATUS as one chunk per selected context, errors as ERROR
-// chunks). FUA is passed to the node when it can honour it natively, otherwise emulated
-// by a flush. Node errors are mapped to NBD errors by errno_map; handle() never throws.
-// Threading: confined to the connection's strand; node calls resume on it.
+// OFFSET_HOLE chunks for zero blocks, BLOCK_STATUS as one chunk per selected context, errors as
+// ERROR chunks). FUA is passed to the node when it can honour it natively, otherwise emulated by a
+// flush. Node errors are mapped to NBD errors by errno_map; handle() never throws. Threading:
+// confined to the connection's strand; node calls resume on it.
 #pragma once
 
 #include <cstdint>

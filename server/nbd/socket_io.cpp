@@ -34,8 +34,8 @@ blockcore::Task<std::error_code> SocketIo::read_exact(std::span<std::byte> dst) 
     const size_t want = dst.size() - done;
     if (want >= cap_ / 2) {
       // Large remainder: read it directly, no copy.
-      auto [ec, n] = co_await asio::async_read(
-          socket_, asio::buffer(dst.data() + done, want), kUseTuple);
+      auto [ec, n] =
+          co_await asio::async_read(socket_, asio::buffer(dst.data() + done, want), kUseTuple);
       bytes_in_ += n;
       if (ec) co_return ec;
       done += n;
@@ -68,14 +68,13 @@ blockcore::Task<std::error_code> SocketIo::skip(uint64_t n) {
 }
 
 blockcore::Task<std::error_code> SocketIo::write_all(std::span<const std::byte> data) {
-  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(data.data(), data.size()),
-                                            kUseTuple);
+  auto [ec, n] =
+      co_await asio::async_write(socket_, asio::buffer(data.data(), data.size()), kUseTuple);
   bytes_out_ += n;
   co_return ec;
 }
 
-blockcore::Task<std::error_code> SocketIo::write_all(
-    const std::vector<asio::const_buffer>& data) {
+blockcore::Task<std::error_code> SocketIo::write_all(const std::vector<asio::const_buffer>& data) {
   auto [ec, n] = co_await asio::async_write(socket_, data, kUseTuple);
   bytes_out_ += n;
   co_return ec;

@@ -133,32 +133,52 @@ void append_option_reply(WireWriter& w, uint32_t option, uint32_t type,
 
 const char* command_name(uint16_t type) {
   switch (type) {
-    case kCmdRead: return "READ";
-    case kCmdWrite: return "WRITE";
-    case kCmdDisc: return "DISC";
-    case kCmdFlush: return "FLUSH";
-    case kCmdTrim: return "TRIM";
-    case kCmdCache: return "CACHE";
-    case kCmdWriteZeroes: return "WRITE_ZEROES";
-    case kCmdBlockStatus: return "BLOCK_STATUS";
-    case kCmdResize: return "RESIZE";
+    case kCmdRead:
+      return "READ";
+    case kCmdWrite:
+      return "WRITE";
+    case kCmdDisc:
+      return "DISC";
+    case kCmdFlush:
+      return "FLUSH";
+    case kCmdTrim:
+      return "TRIM";
+    case kCmdCache:
+      return "CACHE";
+    case kCmdWriteZeroes:
+      return "WRITE_ZEROES";
+    case kCmdBlockStatus:
+      return "BLOCK_STATUS";
+    case kCmdResize:
+      return "RESIZE";
   }
   return "unknown";
 }
 
 const char* option_name(uint32_t option) {
   switch (option) {
-    case kOptExportName: return "NBD_OPT_EXPORT_NAME";
-    case kOptAbort: return "NBD_OPT_ABORT";
-    case kOptList: return "NBD_OPT_LIST";
-    case kOptPeekExport: return "NBD_OPT_PEEK_EXPORT";
-    case kOptStartTls: return "NBD_OPT_STARTTLS";
-    case kOptInfo: return "NBD_OPT_INFO";
-    case kOptGo: return "NBD_OPT_GO";
-    case kOptStructuredReply: return "NBD_OPT_STRUCTURED_REPLY";
-    case kOptListMetaContext: return "NBD_OPT_LIST_META_CONTEXT";
-    case kOptSetMetaContext: return "NBD_OPT_SET_META_CONTEXT";
-    case kOptExtendedHeaders: return "NBD_OPT_EXTENDED_HEADERS";
+    case kOptExportName:
+      return "NBD_OPT_EXPORT_NAME";
+    case kOptAbort:
+      return "NBD_OPT_ABORT";
+    case kOptList:
+      return "NBD_OPT_LIST";
+    case kOptPeekExport:
+      return "NBD_OPT_PEEK_EXPORT";
+    case kOptStartTls:
+      return "NBD_OPT_STARTTLS";
+    case kOptInfo:
+      return "NBD_OPT_INFO";
+    case kOptGo:
+      return "NBD_OPT_GO";
+    case kOptStructuredReply:
+      return "NBD_OPT_STRUCTURED_REPLY";
+    case kOptListMetaContext:
+      return "NBD_OPT_LIST_META_CONTEXT";
+    case kOptSetMetaContext:
+      return "NBD_OPT_SET_META_CONTEXT";
+    case kOptExtendedHeaders:
+      return "NBD_OPT_EXTENDED_HEADERS";
   }
   return "unknown";
 }

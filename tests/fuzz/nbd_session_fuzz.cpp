@@ -79,8 +79,11 @@ std::vector<std::byte> prefix(uint8_t mode) {
       option(kOptStructuredReply, WireWriter());
       WireWriter d;
       const char* name = mode & 4 ? "aligned" : "disk";
-      d.u32(static_cast<uint32_t>(std::strlen(name))).str(name).u32(1).u32(15).str(
-          "base:allocation");
+      d.u32(static_cast<uint32_t>(std::strlen(name)))
+          .str(name)
+          .u32(1)
+          .u32(15)
+          .str("base:allocation");
       option(kOptSetMetaContext, d);
       go(name);
       break;

@@ -4,11 +4,11 @@
 // Threading: thread-safe like every BlockNode; configure hooks before sharing the node.
 #pragma once
 
+#include <algorithm>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
-#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -126,8 +126,8 @@ class MemoryNode : public blockcore::BlockNode {
     if (int e = co_await enter(Op::kCache, off, len)) co_return fail(e, "cache");
     co_return blockcore::Status::ok();
   }
-  blockcore::Task<blockcore::Result<blockcore::ExtentList>> do_block_status(
-      uint64_t off, uint64_t len) override {
+  blockcore::Task<blockcore::Result<blockcore::ExtentList>> do_block_status(uint64_t off,
+                                                                            uint64_t len) override {
     if (int e = co_await enter(Op::kBlockStatus, off, len)) co_return fail(e, "block status");
     std::lock_guard lock(mu_);
     blockcore::ExtentList out;
@@ -184,9 +184,9 @@ class MemoryNode : public blockcore::BlockNode {
   }
 
   mutable std::mutex mu_;
-  std::vector<std::byte> data_;    // GUARDED_BY(mu_)
-  std::vector<bool> allocated_;    // GUARDED_BY(mu_)
-  std::vector<Call> calls_;        // GUARDED_BY(mu_)
+  std::vector<std::byte> data_;  // GUARDED_BY(mu_)
+  std::vector<bool> allocated_;  // GUARDED_BY(mu_)
+  std::vector<Call> calls_;      // GUARDED_BY(mu_)
   FailHook fail_;
   DelayHook delay_;
 };

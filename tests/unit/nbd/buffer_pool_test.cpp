@@ -44,9 +44,7 @@ TEST(BufferPool, RespectsRetentionLimits) {
     Buffer b = pool.acquire(1 << 20);
   }
   EXPECT_EQ(pool.retained_bytes(), size_t{1} << 20);  // one per class
-  {
-    Buffer c = pool.acquire(4 << 20);
-  }
+  { Buffer c = pool.acquire(4 << 20); }
   EXPECT_EQ(pool.retained_bytes(), size_t{1} << 20);  // over the byte budget: freed
 }
 

@@ -119,8 +119,8 @@ TEST_F(Handshake, GoTransmissionFlags) {
   auto c = connect();
   GoResult g = c->negotiate("ro", true);
   EXPECT_EQ(g.size, 8192u);
-  EXPECT_EQ(g.eflags, kFlagHasFlags | kFlagReadOnly | kFlagSendFlush | kFlagSendFua |
-                          kFlagSendDf | kFlagCanMultiConn | kFlagSendCache);
+  EXPECT_EQ(g.eflags, kFlagHasFlags | kFlagReadOnly | kFlagSendFlush | kFlagSendFua | kFlagSendDf |
+                          kFlagCanMultiConn | kFlagSendCache);
   auto c2 = connect();
   g = c2->negotiate("disk", false);
   EXPECT_EQ(g.eflags, kFlagHasFlags | kFlagSendFlush | kFlagSendFua | kFlagSendTrim |
@@ -251,8 +251,7 @@ TEST_F(Handshake, ListAndSetMetaContext) {
   EXPECT_EQ(names(kOptListMetaContext, {"qemu:dirty-bitmap:"}), Names{});
   EXPECT_EQ(names(kOptListMetaContext, {}, "nosuch"), Names{"error:6"});
   EXPECT_EQ(names(kOptSetMetaContext, {"base:"}), Names{});
-  EXPECT_EQ(names(kOptSetMetaContext, {"base:allocation", "nosuch:x"}),
-            Names{"base:allocation"});
+  EXPECT_EQ(names(kOptSetMetaContext, {"base:allocation", "nosuch:x"}), Names{"base:allocation"});
   EXPECT_EQ(names(kOptSetMetaContext, {}, "nosuch"), Names{"error:6"});
 }
 

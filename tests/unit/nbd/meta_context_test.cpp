@@ -19,7 +19,8 @@ using Names = std::vector<std::string>;
 class FakeQemuProvider final : public MetaContextProvider {
  public:
   std::string_view name_space() const override { return "qemu"; }
-  void list(const Export& exp, std::string_view leaf, std::vector<std::string>& out) const override {
+  void list(const Export& exp, std::string_view leaf,
+            std::vector<std::string>& out) const override {
     if (exp.allocation_depth && (leaf.empty() || leaf == "allocation-depth")) {
       out.push_back("qemu:allocation-depth");
     }
@@ -143,8 +144,8 @@ TEST(BaseAllocation, AlignsBoundariesConservatively) {
   std::vector<MetaExtent> in{{700, 0}, {1348, kStateZero | kStateHole}, {52, kStateHole}};
   auto out = align_extents_and(in, 512, true);
   // [0,512) data, [512,1024) straddles → data (AND), [1024,2048) zero|hole, tail hole (EOF)
-  EXPECT_EQ(out, (std::vector<MetaExtent>{{1024, 0}, {1024, kStateZero | kStateHole},
-                                          {52, kStateHole}}));
+  EXPECT_EQ(
+      out, (std::vector<MetaExtent>{{1024, 0}, {1024, kStateZero | kStateHole}, {52, kStateHole}}));
   // Not at EOF: an unaligned tail is cut back to the last boundary.
   out = align_extents_and(in, 512, false);
   EXPECT_EQ(out, (std::vector<MetaExtent>{{1024, 0}, {1024, kStateZero | kStateHole}}));

@@ -181,7 +181,8 @@ class TestClient {
     if (!contexts.empty()) {
       send_option(kOptSetMetaContext, meta_data(name, contexts));
       for (auto& r : read_option_replies()) {
-        if (r.type == kRepMetaContext) g.contexts.emplace_back(load_be32(r.data.data()), to_string(r.data, 4));
+        if (r.type == kRepMetaContext)
+          g.contexts.emplace_back(load_be32(r.data.data()), to_string(r.data, 4));
       }
     }
     send_option(kOptGo, info_data(name, {kInfoBlockSize}));

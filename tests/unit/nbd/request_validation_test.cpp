@@ -54,8 +54,8 @@ TEST(Validation, PastTheEnd) {
 
 TEST(Validation, ReadOnly) {
   ValidationContext c = rw_ctx();
-  c.eflags = kFlagHasFlags | kFlagReadOnly | kFlagSendFlush | kFlagSendFua | kFlagSendDf |
-             kFlagSendCache;
+  c.eflags =
+      kFlagHasFlags | kFlagReadOnly | kFlagSendFlush | kFlagSendFua | kFlagSendDf | kFlagSendCache;
   EXPECT_EQ(check(req(kCmdWrite, 0, 512), c), kNbdEperm);
   EXPECT_EQ(check(req(kCmdTrim, 0, 512), c), kNbdEperm);
   EXPECT_EQ(check(req(kCmdWriteZeroes, 0, 512), c), kNbdEperm);

@@ -137,9 +137,9 @@ TEST_F(Transmission, OutOfRangeRequests) {
     uint64_t off;
     uint32_t len;
     uint32_t err;
-  } cases[] = {{kCmdRead, kSize, 1, kNbdEinval},        {kCmdRead, kSize - 1, 2, kNbdEinval},
+  } cases[] = {{kCmdRead, kSize, 1, kNbdEinval},           {kCmdRead, kSize - 1, 2, kNbdEinval},
                {kCmdWrite, kSize - 512, 1024, kNbdEnospc}, {kCmdTrim, kSize, 4096, kNbdEinval},
-               {kCmdWriteZeroes, kSize, 1, kNbdEnospc}, {kCmdCache, kSize + 4096, 1, kNbdEinval},
+               {kCmdWriteZeroes, kSize, 1, kNbdEnospc},    {kCmdCache, kSize + 4096, 1, kNbdEinval},
                {kCmdRead, UINT64_MAX, 1, kNbdEinval}};
   uint64_t cookie = 100;
   for (const Case& k : cases) {

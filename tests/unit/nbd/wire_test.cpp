@@ -45,8 +45,7 @@ TEST(Wire, WriterAppendsToBorrowedVector) {
 }
 
 TEST(Wire, ReaderFailsPastEndAndStaysFailed) {
-  std::array<std::byte, 5> b{std::byte{0}, std::byte{1}, std::byte{0}, std::byte{0},
-                             std::byte{9}};
+  std::array<std::byte, 5> b{std::byte{0}, std::byte{1}, std::byte{0}, std::byte{0}, std::byte{9}};
   WireReader r(b);
   EXPECT_EQ(r.u16(), 1);
   EXPECT_FALSE(r.failed());
@@ -70,8 +69,8 @@ TEST(Wire, ReaderDoneOnlyWhenAllConsumed) {
 
 TEST(Wire, RequestHeaderRoundTrip) {
   std::array<std::byte, kRequestHeaderSize> b{};
-  RequestHeader h{kRequestMagic, kCmdFlagFua | kCmdFlagDf, kCmdWrite, 0x1122334455667788ull,
-                  0xfffffffffffff000ull, 0x80000001u};
+  RequestHeader h{kRequestMagic,         kCmdFlagFua | kCmdFlagDf, kCmdWrite,
+                  0x1122334455667788ull, 0xfffffffffffff000ull,    0x80000001u};
   encode_request_header(b.data(), h);
   EXPECT_EQ(u8s(std::span(b).first(8)),
             (std::vector<uint8_t>{0x25, 0x60, 0x95, 0x13, 0x00, 0x05, 0x00, 0x01}));
@@ -87,23 +86,23 @@ TEST(Wire, RequestHeaderRoundTrip) {
 TEST(Wire, SimpleReplyLayout) {
   std::array<std::byte, kSimpleReplySize> b{};
   encode_simple_reply(b.data(), kNbdEinval, 0x0102030405060708ull);
-  EXPECT_EQ(u8s(b), (std::vector<uint8_t>{0x67, 0x44, 0x66, 0x98, 0, 0, 0, 22, 1, 2, 3, 4, 5, 6,
-                                          7, 8}));
+  EXPECT_EQ(u8s(b),
+            (std::vector<uint8_t>{0x67, 0x44, 0x66, 0x98, 0, 0, 0, 22, 1, 2, 3, 4, 5, 6, 7, 8}));
 }
 
 TEST(Wire, ChunkHeaderLayout) {
   std::array<std::byte, kChunkHeaderSize> b{};
   encode_chunk_header(b.data(), kReplyFlagDone, kReplyTypeError, 42, 0x10);
-  EXPECT_EQ(u8s(b), (std::vector<uint8_t>{0x66, 0x8e, 0x33, 0xef, 0, 1, 0x80, 1, 0, 0, 0, 0, 0,
-                                          0, 0, 42, 0, 0, 0, 0x10}));
+  EXPECT_EQ(u8s(b), (std::vector<uint8_t>{0x66, 0x8e, 0x33, 0xef, 0, 1,  0x80, 1, 0, 0,
+                                          0,    0,    0,    0,    0, 42, 0,    0, 0, 0x10}));
 }
 
 TEST(Wire, OptionReplyLayout) {
   WireWriter w;
   append_option_reply(w, kOptGo, kRepErrUnknown, std::string_view("no"));
   EXPECT_EQ(u8s(w.view()),
-            (std::vector<uint8_t>{0x00, 0x03, 0xe8, 0x89, 0x04, 0x55, 0x65, 0xa9, 0, 0, 0, 7,
-                                  0x80, 0, 0, 6, 0, 0, 0, 2, 'n', 'o'}));
+            (std::vector<uint8_t>{0x00, 0x03, 0xe8, 0x89, 0x04, 0x55, 0x65, 0xa9, 0, 0,   0,
+                                  7,    0x80, 0,    0,    6,    0,    0,    0,    2, 'n', 'o'}));
 }
 
 TEST(Wire, Names) {

@@ -21,10 +21,10 @@ TEST(ZeroRuns, AllZeroIsOneHole) {
 
 TEST(ZeroRuns, ZeroBlocksInTheMiddle) {
   auto d = zeroes(5 * 4096);
-  d[10] = std::byte{1};             // block 0: data
+  d[10] = std::byte{1};               // block 0: data
   d[4 * 4096 + 4095] = std::byte{1};  // block 4: data (last byte)
-  EXPECT_EQ(find_zero_runs(d, 0), (Runs{{0, 4096, false}, {4096, 3 * 4096, true},
-                                        {4 * 4096, 4096, false}}));
+  EXPECT_EQ(find_zero_runs(d, 0),
+            (Runs{{0, 4096, false}, {4096, 3 * 4096, true}, {4 * 4096, 4096, false}}));
 }
 
 TEST(ZeroRuns, UnalignedEdgesAreData) {
