@@ -2,10 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/post.hpp>
+#include <cassert>
 #include <exception>
 
 #include "server/nbd/protocol.h"
@@ -135,7 +136,10 @@ Task<void> Connection::transmission(const NegotiatedSession& session) {
   bool writer_done = false;
   AsyncEvent writer_event(strand_);
   asio::co_spawn(strand_, writer.run(), [&](std::exception_ptr e) {
-    if (e) abort_now("reply writer failed");
+    if (e) {
+      abort_now("reply writer failed");
+      writer.drop_all();  // its slots must come back, or the drain below never ends
+    }
     writer_done = true;
     writer_event.notify();
   });
@@ -144,6 +148,10 @@ Task<void> Connection::transmission(const NegotiatedSession& session) {
     co_await read_loop(session, handler, writer);
   } catch (const std::exception& e) {
     abort_now(std::string("internal error: ") + e.what());
+  }
+  if (reader_slot_) {  // the reader failed while it owned a slot
+    release_slot(reader_slot_);
+    reader_slot_ = nullptr;
   }
   // Let every in-flight request finish and its reply go out (or be dropped).
   stop_reading_ = true;
@@ -181,7 +189,7 @@ Task<void> Connection::read_loop(const NegotiatedSession& session, RequestHandle
       set_reason("client disconnected (NBD_CMD_DISC)");
       co_return;
     }
-    RequestSlot* slot = free_slots_.back();
+    RequestSlot* slot = reader_slot_ = free_slots_.back();
     free_slots_.pop_back();
     slot->req = h;
     if (h.type == kCmdWrite && h.length > 0) {
@@ -189,9 +197,8 @@ Task<void> Connection::read_loop(const NegotiatedSession& session, RequestHandle
       if (!io_.try_read_buffered(slot->data.span(h.length))) {
         std::error_code ec = co_await io_.read_exact(slot->data.span(h.length));
         if (ec) {
-          release_slot(slot);
           set_reason("client closed the connection in the middle of a request");
-          co_return;
+          co_return;  // transmission() releases reader_slot_
         }
       }
     }
@@ -200,10 +207,18 @@ Task<void> Connection::read_loop(const NegotiatedSession& session, RequestHandle
       spdlog::debug("nbd: {}: invalid {} request: {}", summary_.peer, command_name(h.type),
                     v.message);
       handler.reply_error(*slot, v.error, v.message);
+      reader_slot_ = nullptr;
       writer.enqueue(slot);
       continue;
     }
-    asio::co_spawn(strand_, handle_one(shared_from_this(), slot, handler, writer), asio::detached);
+    reader_slot_ = nullptr;
+    // If the handler throws, its slot was never queued: give it back here.
+    asio::co_spawn(strand_, handle_one(shared_from_this(), slot, handler, writer),
+                   [this, slot](std::exception_ptr e) {
+                     if (!e) return;
+                     abort_now("internal error in a request handler");
+                     release_slot(slot);
+                   });
   }
 }
 
@@ -215,8 +230,11 @@ Task<void> Connection::handle_one(std::shared_ptr<Connection> self, RequestSlot*
 }
 
 void Connection::release_slot(RequestSlot* slot) {
+  assert(std::find(free_slots_.begin(), free_slots_.end(), slot) == free_slots_.end() &&
+         "request slot released twice");
   slot->data.reset();
   slot->clear_reply();
+  if (slot->meta.capacity() > kMaxRetainedMeta) std::vector<std::byte>().swap(slot->meta);
   free_slots_.push_back(slot);
   slot_event_.notify();
 }

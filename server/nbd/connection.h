@@ -50,6 +50,10 @@ struct ConnectionSummary {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
+  // Reply headers of a released slot above this size are freed (a BLOCK_STATUS reply
+  // can reach 1 MiB; keep only what ordinary replies need).
+  static constexpr size_t kMaxRetainedMeta = 64 * 1024;
+
   using Strand = asio::strand<asio::any_io_executor>;
 
   // REQUIRES: exports and contexts outlive the connection.
@@ -100,7 +104,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   BufferPool pool_;  // declared before the slots: buffers go back to it
   std::vector<std::unique_ptr<RequestSlot>> slots_;
   std::vector<RequestSlot*> free_slots_;
-  AsyncEvent slot_event_;  // a slot was released / reading must stop
+  RequestSlot* reader_slot_ = nullptr;  // taken by the reader, not yet handed on
+  AsyncEvent slot_event_;               // a slot was released / reading must stop
   asio::steady_timer handshake_timer_;
 
   Phase phase_ = Phase::kStarting;

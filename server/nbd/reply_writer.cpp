@@ -33,8 +33,22 @@ ReplyWriter::ReplyWriter(SocketIo& io, const asio::any_io_executor& strand, Slot
 }
 
 void ReplyWriter::enqueue(RequestSlot* slot) {
+  if (dropped_) {
+    done_(slot);
+    return;
+  }
   queue_.push_back(slot);
   wake_.notify();
+}
+
+void ReplyWriter::drop_all() {
+  dropped_ = true;
+  failed_ = true;
+  std::vector<RequestSlot*> all(batch_.begin(), batch_.end());
+  all.insert(all.end(), queue_.begin(), queue_.end());
+  batch_.clear();
+  queue_.clear();
+  for (RequestSlot* s : all) done_(s);
 }
 
 void ReplyWriter::stop() {
@@ -72,6 +86,7 @@ blockcore::Task<void> ReplyWriter::run() {
       }
     }
     for (RequestSlot* s : batch_) done_(s);
+    batch_.clear();
   }
 }
 

@@ -67,6 +67,9 @@ class ReplyWriter {
   blockcore::Task<void> run();
   // Lets run() finish once everything queued is written.
   void stop();
+  // Gives back every slot queued or in the batch being written, without writing it;
+  // later enqueues are given back at once. For when run() died.
+  void drop_all();
 
   bool failed() const { return failed_; }
 
@@ -83,6 +86,7 @@ class ReplyWriter {
   std::vector<asio::const_buffer> iov_;
   bool stopping_ = false;
   bool failed_ = false;
+  bool dropped_ = false;
 };
 
 }  // namespace server::nbd

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -13,6 +14,7 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <future>
 #include <memory>
 #include <thread>
@@ -34,6 +36,9 @@ class NbdServerFixture : public ::testing::Test {
     log_sink_ = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256);
     old_logger_ = spdlog::default_logger();
     auto logger = std::make_shared<spdlog::logger>("test", log_sink_);
+    if (std::getenv("NBD_TEST_LOG")) {  // NBD_TEST_LOG=1: also show the server log
+      logger->sinks().push_back(std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    }
     logger->set_level(spdlog::level::info);
     spdlog::set_default_logger(logger);
     node_ = fleece_test::MemoryNode::create(kSize);
@@ -68,6 +73,12 @@ class NbdServerFixture : public ::testing::Test {
     asio::co_spawn(io_, server_->shutdown(std::chrono::milliseconds(2000)),
                    [&](std::exception_ptr) { done.set_value(); });
     done.get_future().wait();
+    // A connection still alive after shutdown() is stuck (its work would keep the io
+    // threads running forever): fail instead of hanging.
+    if (server_->connection_count() != 0) {
+      ADD_FAILURE() << server_->connection_count() << " connection(s) outlived shutdown()";
+      io_.stop();
+    }
     work_.reset();
     for (auto& t : threads_) t.join();
     threads_.clear();

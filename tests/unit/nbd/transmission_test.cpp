@@ -556,3 +556,32 @@ TEST_F(Transmission, SeveralIoThreads) {
 
 }  // namespace
 }  // namespace nbd_test
+
+namespace nbd_test {
+namespace {
+
+TEST_F(NbdServerFixture, ShutdownGivesUpAfterTheGracePeriod) {
+  // A node call that outlives every deadline: shutdown must still complete.
+  node_->set_delay_hook([](Op op, uint64_t, uint64_t) {
+    return op == Op::kRead ? std::chrono::milliseconds(60000) : std::chrono::milliseconds(0);
+  });
+  auto c = connect();
+  c->negotiate("disk", false);
+  c->send_request(kCmdRead, 0, 1, 0, 4096);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::promise<void> done;
+  const auto t0 = std::chrono::steady_clock::now();
+  asio::co_spawn(io_, server_->shutdown(std::chrono::milliseconds(100)),
+                 [&](std::exception_ptr) { done.set_value(); });
+  ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_TRUE(c->wait_closed());
+  EXPECT_EQ(server_->connection_count(), 1u);  // still waiting for its node call
+  io_.stop();                                  // abandon the stuck call
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  server_.reset();
+}
+
+}  // namespace
+}  // namespace nbd_test
