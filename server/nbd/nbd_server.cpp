@@ -48,8 +48,8 @@ struct NbdServer::Impl : std::enable_shared_from_this<Impl> {
 
 namespace {
 
-// Small replies must not wait for Nagle on TCP; harmless to skip on other families.
-void set_no_delay(asio::generic::stream_protocol::socket& s) {
+// Small replies must not wait for Nagle on TCP; other families need nothing.
+void tune_socket(asio::generic::stream_protocol::socket& s) {
   std::error_code ec;
   auto ep = s.local_endpoint(ec);
   if (ec) return;
@@ -89,7 +89,7 @@ void NbdServer::accept(asio::generic::stream_protocol::socket socket, std::strin
       socket.close(ignored);
       return;
     }
-    set_no_delay(socket);
+    tune_socket(socket);
     conn = std::make_shared<Connection>(
         std::move(socket), std::move(peer), impl_->exports, impl_->contexts,
         ConnectionOptions{impl_->opts.handshake_timeout, impl_->opts.max_in_flight});

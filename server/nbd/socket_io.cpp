@@ -8,6 +8,15 @@
 #include "server/nbd/use_tuple.h"
 
 namespace server::nbd {
+namespace {
+
+// Asio's transfer_all() caps every read/write syscall at 64 KiB, so a 1 MiB reply took
+// 16 sendmsg calls and as many epoll wake-ups. Let one syscall move all it can.
+struct TransferAllUnbounded {
+  size_t operator()(const std::error_code& ec, size_t) const { return ec ? 0 : size_t{1} << 30; }
+};
+
+}  // namespace
 
 SocketIo::SocketIo(Socket& socket, size_t buffer_size)
     : socket_(socket), buf_(new std::byte[buffer_size]), cap_(buffer_size) {}
@@ -75,7 +84,7 @@ blockcore::Task<std::error_code> SocketIo::write_all(std::span<const std::byte> 
 }
 
 blockcore::Task<std::error_code> SocketIo::write_all(const std::vector<asio::const_buffer>& data) {
-  auto [ec, n] = co_await asio::async_write(socket_, data, kUseTuple);
+  auto [ec, n] = co_await asio::async_write(socket_, data, TransferAllUnbounded(), kUseTuple);
   bytes_out_ += n;
   co_return ec;
 }
