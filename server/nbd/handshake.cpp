@@ -37,6 +37,32 @@ Task<bool> Handshake::reply_error(uint32_t option, uint32_t type, std::string_vi
   co_return co_await reply(option, type, message.substr(0, kMaxStringLength));
 }
 
+namespace {
+
+// Access control is fail-closed: an export with an `allow:` list names client
+// identities (certificate subject, PSK identity, peer uid, address range) that this
+// server cannot check yet, so no client may see or open it rather than every client.
+bool client_may_open(const Export& exp) { return exp.allow.empty(); }
+
+}  // namespace
+
+ExportPtr Handshake::find_export(const std::string& name, uint32_t& rep_error,
+                                 std::string& message) const {
+  ExportPtr exp = exports_.find(name);
+  if (!exp || !exp->root) {
+    rep_error = kRepErrUnknown;
+    message = "export '" + name + "' not available";
+    return nullptr;
+  }
+  if (!client_may_open(*exp)) {
+    spdlog::warn("nbd: refused export '{}': it has an allow list, which is not enforced yet", name);
+    rep_error = kRepErrPolicy;
+    message = "export '" + name + "' is restricted to other clients";
+    return nullptr;
+  }
+  return exp;
+}
+
 Task<HandshakeResult> Handshake::run() {
   HandshakeResult result;
   {
@@ -137,8 +163,10 @@ Task<bool> Handshake::handle_export_name(uint32_t length) {
   std::string name(length, '\0');
   std::error_code ec = co_await io_.read_exact(std::as_writable_bytes(std::span(name)));
   if (ec) co_return fail("client closed the connection during the handshake");
-  ExportPtr exp = exports_.find(name);
-  if (!exp || !exp->root) co_return fail("client asked for unknown export '" + name + "'");
+  uint32_t rep_error = 0;
+  std::string message;
+  ExportPtr exp = find_export(name, rep_error, message);
+  if (!exp) co_return fail("NBD_OPT_EXPORT_NAME: " + message);
   WireWriter w;
   w.u64(exp->root->size()).u16(transmission_flags(*exp, structured_));
   if (!no_zeroes_) w.zeroes(kExportNameZeroes);
@@ -152,8 +180,11 @@ Task<bool> Handshake::handle_list(std::span<const std::byte> data) {
     co_return co_await reply_error(kOptList, kRepErrInvalid, "NBD_OPT_LIST takes no data");
   WireWriter w;
   for (const ExportPtr& e : exports_.list()) {
+    if (!client_may_open(*e)) continue;
     WireWriter payload;
-    payload.u32(static_cast<uint32_t>(e->name.size())).str(e->name).str(e->description);
+    payload.u32(static_cast<uint32_t>(e->name.size()))
+        .str(e->name)
+        .str(std::string_view(e->description).substr(0, kMaxStringLength));
     append_option_reply(w, kOptList, kRepServer, payload.view());
   }
   append_option_reply(w, kOptList, kRepAck, std::string_view{});
@@ -164,11 +195,10 @@ Task<bool> Handshake::handle_info_go(uint32_t option, std::span<const std::byte>
   InfoRequest req;
   OptionParseError err = parse_info_request(data, req);
   if (!err.ok()) co_return co_await reply_error(option, err.reply_type, err.message);
-  ExportPtr exp = exports_.find(req.export_name);
-  if (!exp || !exp->root) {
-    co_return co_await reply_error(option, kRepErrUnknown,
-                                   "export '" + req.export_name + "' not available");
-  }
+  uint32_t rep_error = 0;
+  std::string message;
+  ExportPtr exp = find_export(req.export_name, rep_error, message);
+  if (!exp) co_return co_await reply_error(option, rep_error, message);
   if (req.wants(kInfoBlockSize)) block_size_requested_ = true;
   const BlockSizeLimits limits = block_size_limits(*exp);
   if (option == kOptGo && limits.min > 1 && !block_size_requested_) {
@@ -230,11 +260,10 @@ Task<bool> Handshake::handle_meta_context(uint32_t option, std::span<const std::
   MetaContextRequest req;
   OptionParseError err = parse_meta_context_request(data, req);
   if (!err.ok()) co_return co_await reply_error(option, err.reply_type, err.message);
-  ExportPtr exp = exports_.find(req.export_name);
-  if (!exp || !exp->root) {
-    co_return co_await reply_error(option, kRepErrUnknown,
-                                   "export '" + req.export_name + "' not available");
-  }
+  uint32_t rep_error = 0;
+  std::string message;
+  ExportPtr exp = find_export(req.export_name, rep_error, message);
+  if (!exp) co_return co_await reply_error(option, rep_error, message);
   WireWriter w;
   auto add_reply = [&](uint32_t id, std::string_view name) {
     WireWriter p;

@@ -3,7 +3,8 @@
 // LIST/SET_META_CONTEXT; ERR_UNSUP for everything else, STARTTLS and EXTENDED_HEADERS
 // included for now) until the client enters transmission or leaves. Option payloads
 // are bounded: data above kMaxOptionLength is skipped (ERR_TOO_BIG) without being
-// stored, above kMaxOptionSkip the connection is dropped.
+// stored, above kMaxOptionSkip the connection is dropped. Exports with an `allow:` list
+// are refused (ERR_POLICY) and not listed until client identities can be checked.
 // Threading: runs on the connection's strand; the registries are thread-safe.
 #pragma once
 
@@ -64,6 +65,8 @@ class Handshake {
   blockcore::Task<bool> reply_error(uint32_t option, uint32_t type, std::string_view message);
   blockcore::Task<bool> send(const WireWriter& w);
   bool fail(std::string reason);
+  // The export a client may open by this name, or nullptr with the reply to send.
+  ExportPtr find_export(const std::string& name, uint32_t& rep_error, std::string& message) const;
   void finish(ExportPtr exp);
 
   SocketIo& io_;

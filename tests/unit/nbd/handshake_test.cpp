@@ -65,6 +65,28 @@ TEST_F(Handshake, ListShowsNamesAndDescriptions) {
   EXPECT_EQ(c->read_option_reply().type, kRepErrInvalid);
 }
 
+TEST_F(Handshake, ExportsWithAnAllowListAreRefusedUntilIdentitiesAreChecked) {
+  auto e = std::make_shared<server::Export>();
+  e->name = "secret";
+  e->root = fleece_test::MemoryNode::create(4096);
+  e->allow = {"uid:1000"};
+  ASSERT_TRUE(exports_.add(e).is_ok());
+  auto c = connect();
+  c->start();
+  c->send_option(kOptList);
+  auto replies = c->read_option_replies();
+  ASSERT_EQ(replies.size(), 2u);  // only "disk", then ACK
+  EXPECT_EQ(to_string(replies[0].data, 4), "disktest disk");
+  c->send_option(kOptGo, TestClient::info_data("secret", {}));
+  EXPECT_EQ(c->read_option_reply().type, kRepErrPolicy);
+  c->send_option(kOptStructuredReply);
+  ASSERT_EQ(c->read_option_reply().type, kRepAck);
+  c->send_option(kOptListMetaContext, TestClient::meta_data("secret", {}));
+  EXPECT_EQ(c->read_option_reply().type, kRepErrPolicy);
+  c->send_option(kOptExportName, as_bytes("secret"));
+  EXPECT_TRUE(c->wait_closed());
+}
+
 TEST_F(Handshake, InfoReportsTheExportAndStaysInNegotiation) {
   auto c = connect();
   c->start();
