@@ -342,7 +342,7 @@ meta=$raw_dir/meta.tsv
   command -v nbdkit >/dev/null && printf 'nbdkit\t%s\n' "$(nbdkit --version | head -n1)"
   if [[ " ${active[*]} " = *" fleeced "* ]]; then
     fv=$(timeout 5 "$FLEECED" --version 2>/dev/null | head -n1 || true)
-    printf 'fleeced\t%s, %s, repo at %s\n' "$FLEECED" "${fv:-version unknown}" \
+    printf 'fleeced\t%s, %s, repo HEAD at run start %s\n' "$FLEECED" "${fv:-version unknown}" \
       "$(git -C "$repo_root" describe --always --dirty 2>/dev/null || echo '?')"
   fi
   printf 'image\t%s raw file in %s (%s), fully written before the run\n' \
