@@ -1,7 +1,8 @@
 // NbdServer: the NBD protocol server the daemon's listeners hand accepted sockets to.
 // It runs one Connection per socket on that socket's executor (through a strand), keeps
 // the set of live connections, refuses connections beyond max_connections, drops
-// clients idle in the handshake past handshake_timeout, drains the connections of an
+// clients that have not finished the handshake within handshake_timeout (a deadline
+// from accept, so a slow trickle of options cannot hold a slot), drains the connections of an
 // export removed from the ExportRegistry (others are untouched), and shuts down
 // gracefully. Each connection logs one info line when it ends.
 // Threading: every public method is thread-safe; connections may live on several
