@@ -85,6 +85,10 @@ Status Daemon::start(std::vector<ActivatedSocket> activated) {
   commands_ = std::make_unique<control::CommandTable>(control::make_default_command_table());
   command_context_ = std::make_unique<control::CommandContext>(
       control::CommandContext{graph_, exports_});
+  // block-export-del in QEMU's default "safe" mode refuses exports with clients.
+  command_context_->export_clients = [server = nbd_server_.get()](const Export& e) {
+    return server->connection_count(e);
+  };
   std::string control_path = config_.control.unix_path;
   for (auto& a : activated) {
     if (a.is_control()) {

@@ -88,6 +88,7 @@ Task<void> Connection::run() {
     spdlog::error("nbd: connection from {} failed: {}", summary_.peer, e.what());
   }
   phase_ = Phase::kClosed;
+  serving_.store(nullptr, std::memory_order_release);
   handshake_timer_.cancel();
   std::error_code ignored;
   socket_.shutdown(asio::socket_base::shutdown_both, ignored);
@@ -113,6 +114,7 @@ Task<void> Connection::serve() {
     co_return;
   }
   exp_ = r.session.exp;
+  serving_.store(exp_.get(), std::memory_order_release);
   summary_.export_name = exp_->name;
   // The export may have been removed between the lookup and now; removal callbacks
   // that ran before exp_ was set could not see this connection.

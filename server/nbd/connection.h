@@ -9,6 +9,8 @@
 // drain_if_export() may be called from any thread (they post to the strand).
 #pragma once
 
+#include <atomic>
+
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <chrono>
@@ -79,6 +81,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Valid once run() has completed.
   const ConnectionSummary& summary() const { return summary_; }
+  // The export this connection opened (null during the handshake and after it ends).
+  // Safe to call from any thread; only for identity comparisons.
+  const Export* serving() const { return serving_.load(std::memory_order_acquire); }
 
  private:
   enum class Phase { kStarting, kHandshake, kTransmission, kClosed };
@@ -111,6 +116,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Phase phase_ = Phase::kStarting;
   bool stop_reading_ = false;
   ExportPtr exp_;
+  std::atomic<const Export*> serving_{nullptr};  // exp_.get() published for other threads
   std::chrono::steady_clock::time_point start_;
   ConnectionSummary summary_;
 };

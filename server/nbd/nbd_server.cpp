@@ -131,4 +131,12 @@ size_t NbdServer::connection_count() const {
   return impl_->connections.size();
 }
 
+size_t NbdServer::connection_count(const Export& exp) const {
+  size_t n = 0;
+  for (const auto& c : impl_->snapshot()) {
+    if (c->serving() == &exp) ++n;
+  }
+  return n;
+}
+
 }  // namespace server::nbd

@@ -44,6 +44,8 @@ class NbdServer {
   asio::awaitable<void> shutdown(std::chrono::milliseconds grace);
 
   size_t connection_count() const;
+  // Connections that opened exactly this export (past the handshake, not yet closed).
+  size_t connection_count(const Export& exp) const;
 
  private:
   struct Impl;

@@ -242,6 +242,11 @@ def test_runtime_nodes_and_export_over_nbd(daemon, tmp_path):
         assert q.cmd("blockdev-del", {"node-name": "disk0"})["error"]["desc"] == \
             "Node disk0 is in use by export 'exp0'"
 
+        # QEMU's default "safe" mode refuses an export that still has a client.
+        r = q.cmd("block-export-del", {"id": "exp0"})
+        assert "error" in r and "exp0" in r["error"]["desc"], r
+        assert h.pread(512, 0) == b"\x61" * 512
+
         # Removing the export disconnects its client and emits BLOCK_EXPORT_DELETED.
         assert q.cmd("block-export-del", {"id": "exp0", "mode": "hard"}) == {"return": {}}
         with pytest.raises(nbd.Error):
@@ -279,6 +284,25 @@ def test_runtime_nodes_and_export_over_nbd(daemon, tmp_path):
     with open(img, "rb") as f:
         f.seek(2 * MiB)
         assert f.read(4096) == b"\x63" * 4096
+
+
+def test_safe_export_del_succeeds_once_the_client_left(daemon, tmp_path):
+    img = make_image(tmp_path / "s.raw", MiB)
+    with Qmp(daemon.control_sock) as q:
+        assert q.cmd("blockdev-add", {"driver": "file", "node-name": "s-file",
+                                      "filename": str(img)}) == {"return": {}}
+        assert q.cmd("block-export-add", {"type": "nbd", "id": "s", "node-name": "s-file"}) \
+            == {"return": {}}
+        h = nbd_open(daemon, "s-file")  # name defaults to the node name, as in QEMU
+        assert "error" in q.cmd("block-export-del", {"id": "s"})
+        h.shutdown()
+        deadline = time.monotonic() + 5
+        while True:
+            r = q.cmd("block-export-del", {"id": "s"})
+            if "return" in r or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert r == {"return": {}}
 
 
 def test_inline_raw_window_and_read_only_export(daemon, tmp_path):
