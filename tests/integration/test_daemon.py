@@ -311,3 +311,39 @@ def test_handshake_timeout_drops_idle_client(tmp_path):
         assert time.time() - start < 5
         s.close()
         connect(d.uri("a")).shutdown()
+
+
+def test_image_locking_against_qemu_tools(tmp_path):
+    img = make_image(tmp_path / "a.raw", MiB)
+    # A running qemu-io holds the image read-write: fleeced must refuse it.
+    holder = subprocess.Popen(["qemu-io", "-f", "raw", str(img)], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        assert holder.poll() is None
+        r = subprocess.run([str(FLEECED), "serve", str(img), "--listen",
+                            f"unix:{tmp_path / 'x.sock'}"], capture_output=True, text=True,
+                           timeout=20)
+        assert r.returncode == 1
+        assert "lock" in r.stderr and str(img) in r.stderr
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    # fleeced holds it read-write: qemu-io cannot write it; once fleeced exits, it can.
+    with Daemon(tmp_path, serve=[str(img)]) as d:
+        r = subprocess.run(["qemu-io", "-f", "raw", "-c", "write 0 512", str(img)],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode != 0 or "lock" in (r.stdout + r.stderr).lower()
+        assert "lock" in (r.stdout + r.stderr).lower()
+        assert d.stop() == 0
+    subprocess.run(["qemu-io", "-f", "raw", "-c", "write 0 512", str(img)], check=True,
+                   capture_output=True, timeout=20)
+
+
+def test_version_and_help():
+    r = subprocess.run([str(FLEECED), "--version"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and r.stdout.startswith("fleeced ")
+    r = subprocess.run([str(FLEECED), "--help"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and "serve IMAGE" in r.stdout
+    r = subprocess.run([str(FLEECED), "--nonsense"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "--nonsense" in r.stderr
