@@ -51,7 +51,6 @@ Status ConfigApplier::add_nodes(const std::vector<const NodeSpec*>& specs,
   std::vector<const NodeSpec*> pending = specs;
   while (!pending.empty()) {
     std::vector<const NodeSpec*> next;
-    Status last_error;
     for (const NodeSpec* spec : pending) {
       std::vector<std::string> refs;
       blockcore::collect_references(*spec, refs);
