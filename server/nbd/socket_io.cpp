@@ -11,7 +11,8 @@ namespace server::nbd {
 namespace {
 
 // Asio's transfer_all() caps every read/write syscall at 64 KiB, so a 1 MiB reply took
-// 16 sendmsg calls and as many epoll wake-ups. Let one syscall move all it can.
+// 16 sendmsg calls (and a 1 MiB WRITE payload 16 recvmsg calls) and as many epoll
+// wake-ups. Let one syscall move all it can, in both directions.
 struct TransferAllUnbounded {
   size_t operator()(const std::error_code& ec, size_t) const { return ec ? 0 : size_t{1} << 30; }
 };
@@ -43,8 +44,8 @@ blockcore::Task<std::error_code> SocketIo::read_exact(std::span<std::byte> dst) 
     const size_t want = dst.size() - done;
     if (want >= cap_ / 2) {
       // Large remainder: read it directly, no copy.
-      auto [ec, n] =
-          co_await asio::async_read(socket_, asio::buffer(dst.data() + done, want), kUseTuple);
+      auto [ec, n] = co_await asio::async_read(socket_, asio::buffer(dst.data() + done, want),
+                                               TransferAllUnbounded(), kUseTuple);
       bytes_in_ += n;
       if (ec) co_return ec;
       done += n;
@@ -77,8 +78,8 @@ blockcore::Task<std::error_code> SocketIo::skip(uint64_t n) {
 }
 
 blockcore::Task<std::error_code> SocketIo::write_all(std::span<const std::byte> data) {
-  auto [ec, n] =
-      co_await asio::async_write(socket_, asio::buffer(data.data(), data.size()), kUseTuple);
+  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(data.data(), data.size()),
+                                            TransferAllUnbounded(), kUseTuple);
   bytes_out_ += n;
   co_return ec;
 }
