@@ -14,8 +14,6 @@
 
 namespace {
 
-constexpr const char* kVersion = "0.1.0";
-
 int check_config(const std::string& path) {
   auto loaded = config::load_config_file(path);
   if (!loaded.is_ok()) {
@@ -38,7 +36,7 @@ int main(int argc, char** argv) {
   }
   switch (cl->mode) {
     case CommandLine::Mode::kHelp: std::printf("%s", server::daemon::usage_text()); return 0;
-    case CommandLine::Mode::kVersion: std::printf("fleeced %s\n", kVersion); return 0;
+    case CommandLine::Mode::kVersion: std::printf("fleeced %s\n", FLEECE_VERSION); return 0;
     case CommandLine::Mode::kCheckConfig: return check_config(cl->config_path);
     default: break;
   }

@@ -23,6 +23,21 @@ std::string ctx(std::string_view op, std::string_view what) {
   return s;
 }
 
+// Classifies the errno of a failed RWF_NOWAIT call into r; false means "retry" (EINTR).
+bool stop_on_nowait_errno(NowaitResult& r) {
+  if (errno == EINTR) return false;
+  if (errno == EAGAIN) {
+    r.stop = NowaitStop::kWouldBlock;
+  } else if (errno == EOPNOTSUPP || errno == EINVAL) {
+    // EINVAL: kernels without RWF_NOWAIT reject the unknown flag.
+    r.stop = NowaitStop::kUnsupported;
+  } else {
+    r.stop = NowaitStop::kError;
+    r.err = errno;
+  }
+  return true;
+}
+
 }  // namespace
 
 bool is_unsupported_errno(int err) {
@@ -39,18 +54,7 @@ NowaitResult pread_nowait(int fd, std::span<std::byte> buf, uint64_t off) {
     } else if (n == 0) {  // EOF: the rest reads as zeroes
       std::memset(buf.data() + r.done, 0, buf.size() - r.done);
       r.done = buf.size();
-    } else if (errno == EINTR) {
-      continue;
-    } else if (errno == EAGAIN) {
-      r.stop = NowaitStop::kWouldBlock;
-      return r;
-    } else if (errno == EOPNOTSUPP || errno == EINVAL) {
-      // EINVAL: kernels without RWF_NOWAIT reject the unknown flag.
-      r.stop = NowaitStop::kUnsupported;
-      return r;
-    } else {
-      r.stop = NowaitStop::kError;
-      r.err = errno;
+    } else if (stop_on_nowait_errno(r)) {
       return r;
     }
   }
@@ -64,17 +68,10 @@ NowaitResult pwrite_nowait(int fd, std::span<const std::byte> buf, uint64_t off)
     const ssize_t n = pwritev2(fd, &iov, 1, static_cast<off_t>(off + r.done), RWF_NOWAIT);
     if (n > 0) {
       r.done += static_cast<size_t>(n);
-    } else if (n == 0 || errno == EAGAIN) {
+    } else if (n == 0) {
       r.stop = NowaitStop::kWouldBlock;
       return r;
-    } else if (errno == EINTR) {
-      continue;
-    } else if (errno == EOPNOTSUPP || errno == EINVAL) {
-      r.stop = NowaitStop::kUnsupported;
-      return r;
-    } else {
-      r.stop = NowaitStop::kError;
-      r.err = errno;
+    } else if (stop_on_nowait_errno(r)) {
       return r;
     }
   }

@@ -1,7 +1,7 @@
 // The version fleece reports over QMP (greeting and query-version). QMP tools expect
 // QEMU's VersionInfo shape, so fleece's own version goes in the "qemu" triple and the
 // "package" string says what it really is.
-// Keep in sync with project(fleece VERSION ...) in the top-level CMakeLists.txt.
+// The numbers come from project(fleece VERSION ...) in the top-level CMakeLists.txt.
 // Threading: constants.
 #pragma once
 
@@ -10,14 +10,11 @@
 
 namespace server::control {
 
-inline constexpr int kVersionMajor = 0;
-inline constexpr int kVersionMinor = 1;
-inline constexpr int kVersionMicro = 0;
+inline constexpr int kVersionMajor = FLEECE_VERSION_MAJOR;
+inline constexpr int kVersionMinor = FLEECE_VERSION_MINOR;
+inline constexpr int kVersionMicro = FLEECE_VERSION_PATCH;
 
-inline std::string version_package() {
-  return "fleece " + std::to_string(kVersionMajor) + "." + std::to_string(kVersionMinor) + "." +
-         std::to_string(kVersionMicro);
-}
+inline std::string version_package() { return std::string("fleece ") + FLEECE_VERSION; }
 
 // {"qemu": {"major": .., "minor": .., "micro": ..}, "package": "fleece X.Y.Z"}
 inline nlohmann::json version_info() {
