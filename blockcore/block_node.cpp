@@ -25,6 +25,7 @@ const char* child_role_name(ChildRole role) {
     case ChildRole::kFile: return "file";
     case ChildRole::kBacking: return "backing";
     case ChildRole::kTarget: return "target";
+    case ChildRole::kDataFile: return "data-file";
   }
   return "?";
 }
@@ -39,15 +40,16 @@ void BlockNode::add_child(ChildRole role, std::shared_ptr<BlockNode> child) {
 }
 
 Status BlockNode::check_range(uint64_t off, uint64_t len, int past_end_error) const {
-  if (off > info_.size || len > info_.size - off) {
+  const uint64_t size = this->size();
+  if (off > size || len > size - off) {
     return Status::error(past_end_error, name_ + ": request [" + std::to_string(off) + ", +" +
                                              std::to_string(len) + ") is past the end (" +
-                                             std::to_string(info_.size) + " bytes)");
+                                             std::to_string(size) + " bytes)");
   }
   const uint64_t align = info_.request_alignment;
   if (align > 1) {
     const uint64_t end = off + len;
-    if (off % align != 0 || (end % align != 0 && end != info_.size)) {
+    if (off % align != 0 || (end % align != 0 && end != size)) {
       return Status::invalid(name_ + ": request not aligned to " + std::to_string(align));
     }
   }
@@ -129,6 +131,20 @@ Task<Result<ExtentList>> BlockNode::block_status(uint64_t off, uint64_t len) {
     list = std::move(clean);
   }
   co_return r;
+}
+
+Task<Status> BlockNode::truncate(uint64_t new_size) {
+  FLEECE_CO_RETURN_IF_ERROR(check_writable());
+  if (!info_.can_truncate) co_return Status::not_supported(name_ + ": cannot change its size");
+  if (new_size == size()) co_return Status::ok();
+  InFlightGuard g(in_flight_);
+  Status s = co_await do_truncate(new_size);
+  if (s.is_ok()) size_.store(new_size, std::memory_order_release);
+  co_return s;
+}
+
+Task<Status> BlockNode::do_truncate(uint64_t) {
+  co_return Status::not_supported(name_ + ": cannot change its size");
 }
 
 }  // namespace blockcore

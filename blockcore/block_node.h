@@ -37,7 +37,7 @@ constexpr bool has_flag(IoFlags set, IoFlags f) {
 
 // Capabilities and limits of a node, computed once when it is opened.
 struct NodeInfo {
-  uint64_t size = 0;
+  uint64_t size = 0;           // at open; size() is current (truncate() may change it)
   bool read_only = true;
   bool can_flush = true;       // flush() does something (false: always succeeds at once)
   bool can_fua = true;         // FUA honoured natively (else emulated by a flush)
@@ -46,13 +46,14 @@ struct NodeInfo {
   bool can_fast_zero = false;  // write_zeroes(kFastZero) can succeed
   bool can_cache = true;       // cache() prefetches
   bool can_multi_conn = true;  // consistent across connections, flush covers all
+  bool can_truncate = false;   // truncate() can change the size (a regular file)
   bool rotational = false;
   uint32_t request_alignment = 1;     // minimum I/O granularity in bytes (power of 2)
   uint32_t preferred_alignment = 4096;
   uint32_t max_transfer = 32u << 20;  // largest read/write in one call
 };
 
-enum class ChildRole { kFile, kBacking, kTarget };
+enum class ChildRole { kFile, kBacking, kTarget, kDataFile };
 const char* child_role_name(ChildRole role);
 
 struct ChildEdge {
@@ -70,7 +71,7 @@ class BlockNode {
   const std::string& name() const { return name_; }
   const std::string& driver() const { return driver_; }
   const NodeInfo& info() const { return info_; }
-  uint64_t size() const { return info_.size; }
+  uint64_t size() const { return size_.load(std::memory_order_acquire); }
   bool read_only() const { return info_.read_only; }
   const std::vector<ChildEdge>& children() const { return children_; }
   // Human-readable description of what the node opens (file name...), for queries.
@@ -93,12 +94,20 @@ class BlockNode {
   // than len (never more than len), never nothing unless an error is returned.
   Task<Result<ExtentList>> block_status(uint64_t off, uint64_t len);
 
+  // Changes the size to new_size (growing reads as zeroes). For format drivers that
+  // grow their image file; ENOTSUP unless info().can_truncate, EROFS when read-only.
+  // Callers serialize truncate() against their own writes past the old end.
+  Task<Status> truncate(uint64_t new_size);
+
   // Requests currently executing in this node (for quiesce and diagnostics).
   uint64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
 
  protected:
   // Called once by the driver's open path before the node is used.
-  void set_info(const NodeInfo& info) { info_ = info; }
+  void set_info(const NodeInfo& info) {
+    info_ = info;
+    size_.store(info.size, std::memory_order_release);
+  }
   void add_child(ChildRole role, std::shared_ptr<BlockNode> child);
 
   // Hooks: requests are in range, aligned to request_alignment (except at an unaligned
@@ -111,6 +120,7 @@ class BlockNode {
   virtual Task<Status> do_flush() = 0;
   virtual Task<Status> do_cache(uint64_t off, uint64_t len) = 0;
   virtual Task<Result<ExtentList>> do_block_status(uint64_t off, uint64_t len) = 0;
+  virtual Task<Status> do_truncate(uint64_t new_size);
 
  private:
   Status check_range(uint64_t off, uint64_t len, int past_end_error) const;
@@ -119,6 +129,7 @@ class BlockNode {
   std::string name_;
   std::string driver_;
   NodeInfo info_;
+  std::atomic<uint64_t> size_{0};
   std::vector<ChildEdge> children_;
   std::atomic<uint64_t> in_flight_{0};
 };

@@ -18,12 +18,35 @@
 
 namespace blockcore {
 
+// Where an implicitly opened node sits in a backing chain that image headers name.
+struct ChainContext {
+  unsigned depth = 0;                   // 0: the node asked for; n: its n-th implicit backing
+  std::vector<std::string> image_ids;   // "dev:ino" of the images above it, to detect loops
+};
+// The deepest backing chain fleeced opens from image headers (QEMU has no limit but the
+// stack; 64 layers is far beyond any real chain).
+inline constexpr unsigned kMaxImplicitChainDepth = 64;
+
+// Opens `spec` as an implicit child of the node being opened (a backing file named in its
+// image header): registered in the graph under a generated name and removed with its
+// parent. Fails with ELOOP past kMaxImplicitChainDepth.
+using ImplicitChildOpener =
+    std::function<Result<BlockNodePtr>(const NodeSpec& spec, const ChainContext& chain)>;
+
 // Everything an open function gets. spec.node_name is final (generated for inline
-// children); file_child is the resolved `file` child for drivers that take one.
+// children); the children are resolved by the graph for drivers that take them.
 struct OpenRequest {
   const NodeSpec& spec;
   io::BlockingPool& pool;
   BlockNodePtr file_child;
+  // Drivers with takes_backing: the resolved backing node when spec.backing_mode is
+  // kChild (null otherwise); with kFromImage the driver opens the chain itself through
+  // open_implicit_child.
+  BlockNodePtr backing_child;
+  // Drivers with takes_data_file: the resolved `data-file` node, if the spec names one.
+  BlockNodePtr data_file_child;
+  ImplicitChildOpener open_implicit_child;
+  ChainContext chain;
 };
 
 struct DriverEntry {
@@ -33,6 +56,9 @@ struct DriverEntry {
   // Even a read-only node of this driver needs its file child unchanged (metadata).
   bool stable_file_reads = false;
   std::function<Result<BlockNodePtr>(const OpenRequest&)> open;
+  // The driver accepts `backing` (a backing chain) and `data-file` children.
+  bool takes_backing = false;
+  bool takes_data_file = false;
 };
 
 class NodeFactory {

@@ -27,6 +27,11 @@ struct RawOptions {
 
 struct NodeSpec;
 
+// Where a format node's backing chain comes from (QEMU's `backing` option): absent in
+// the config/QMP = named in the image header; null = no backing; a reference or an
+// inline node = that node.
+enum class BackingMode { kFromImage, kNone, kChild };
+
 // A child reference: the name of an existing node, or a node described inline.
 struct ChildRef {
   std::string node_name;                  // set when referring to an existing node
@@ -43,6 +48,12 @@ struct NodeSpec {
   FileOptions file;                 // driver == "file"
   RawOptions raw;                   // driver == "raw"
   std::optional<ChildRef> file_child;  // the `file` child of format drivers
+
+  // Format drivers with a backing chain (qcow2).
+  BackingMode backing_mode = BackingMode::kFromImage;
+  std::optional<ChildRef> backing_child;    // backing_mode == kChild
+  // qcow2 external data file (`data-file`); absent = the name in the image header.
+  std::optional<ChildRef> data_file_child;
 };
 
 }  // namespace blockcore

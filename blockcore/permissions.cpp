@@ -8,6 +8,7 @@ NodeUse child_use(const std::string& parent_user, bool parent_writable, ChildRol
   use.user = parent_user + " (as its " + child_role_name(role) + " child)";
   switch (role) {
     case ChildRole::kFile:
+    case ChildRole::kDataFile:
       use.write = parent_writable;
       use.shares_write = !parent_writable && !stable_reads;
       break;

@@ -113,6 +113,7 @@ FileNode::FileNode(const NodeSpec& spec, io::BlockingPool& pool, int fd, int tai
   info.can_fast_zero = rw && !props.block_device && props.can_punch_hole;
   info.can_cache = !direct_ && !props.memory_backed;
   info.can_multi_conn = true;
+  info.can_truncate = rw && !props.block_device;
   info.rotational = props.rotational;
   info.request_alignment = direct_ ? props.direct_alignment : 1;
   info.preferred_alignment = std::max(props.preferred_alignment, info.request_alignment);
@@ -401,6 +402,16 @@ Task<Result<ExtentList>> FileNode::do_block_status(uint64_t off, uint64_t len) {
   co_return co_await pool_.run([this, off, len]() -> Result<ExtentList> {
     return posix::seek_extents(fd_, off, len, size(), info().request_alignment, kMaxExtentsPerCall,
                                filename_);
+  });
+}
+
+Task<Status> FileNode::do_truncate(uint64_t new_size) {
+  // With O_DIRECT the tail fd (if any) sees the same inode; one ftruncate covers both.
+  co_return co_await pool_.run([this, new_size] {
+    if (::ftruncate(fd_, static_cast<off_t>(new_size)) != 0) {
+      return Status::from_errno(errno, "ftruncate '" + filename_ + "'");
+    }
+    return Status::ok();
   });
 }
 

@@ -64,6 +64,7 @@ class FileNode final : public BlockNode {
   Task<Status> do_flush() override;
   Task<Status> do_cache(uint64_t off, uint64_t len) override;
   Task<Result<ExtentList>> do_block_status(uint64_t off, uint64_t len) override;
+  Task<Status> do_truncate(uint64_t new_size) override;
 
  private:
   FileNode(const NodeSpec& spec, io::BlockingPool& pool, int fd, int tail_fd,
