@@ -9,7 +9,7 @@ packages=(
   libasio-dev libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev googletest
   libnbd-dev libnbd-bin python3-libnbd
-  libsystemd-dev libssl-dev zlib1g-dev
+  libsystemd-dev libssl-dev zlib1g-dev libzstd-dev
   qemu-utils
   clang libclang-rt-14-dev
   nbdkit fio qemu-system-common python3-pytest
