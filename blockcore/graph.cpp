@@ -1,6 +1,8 @@
 #include "blockcore/graph.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <string>
 #include <utility>
 
 #include "blockcore/node_name.h"
@@ -26,7 +28,7 @@ Result<BlockNodePtr> Graph::add(const NodeSpec& spec) {
     return Status::invalid("a node added to the graph needs a node-name");
   }
   std::vector<std::string> added;
-  Result<BlockNodePtr> r = open_locked(spec, /*inline_parent=*/"", added);
+  Result<BlockNodePtr> r = open_locked(spec, /*inline_parent=*/"", added, ChainContext{});
   if (!r.is_ok()) {
     // All-or-nothing: unregister what this call opened, parents before children, so
     // the nodes close as their last references go.
@@ -36,7 +38,8 @@ Result<BlockNodePtr> Graph::add(const NodeSpec& spec) {
 }
 
 Result<BlockNodePtr> Graph::open_locked(const NodeSpec& spec, const std::string& inline_parent,
-                                        std::vector<std::string>& added) {
+                                        std::vector<std::string>& added,
+                                        const ChainContext& chain) {
   NodeSpec s = spec;
   if (s.node_name.empty()) {
     do {
@@ -54,20 +57,54 @@ Result<BlockNodePtr> Graph::open_locked(const NodeSpec& spec, const std::string&
     return Status::invalid(label + ": unknown driver '" + s.driver +
                            "' (known drivers: " + factory_.names() + ")");
   }
+  if (!driver->takes_backing && (s.backing_mode != BackingMode::kFromImage || s.backing_child)) {
+    return Status::invalid(label + ": driver '" + s.driver + "' takes no 'backing' option");
+  }
+  if (!driver->takes_data_file && s.data_file_child) {
+    return Status::invalid(label + ": driver '" + s.driver + "' takes no 'data-file' child");
+  }
+  if (s.backing_mode == BackingMode::kChild && !s.backing_child) {
+    return Status::invalid(label + ": 'backing' names no node");
+  }
+  if (s.backing_mode != BackingMode::kChild && s.backing_child) {
+    return Status::invalid(label + ": a 'backing' child is given, but the backing mode is not "
+                                   "'child'");
+  }
 
+  std::vector<PendingUse> pending;
   BlockNodePtr file_child;
   if (driver->takes_file_child) {
     if (!s.file_child) {
       return Status::invalid(label + ": driver '" + s.driver + "' needs a 'file' child");
     }
-    Result<BlockNodePtr> child = resolve_child(*s.file_child, s, *driver, added);
+    Result<BlockNodePtr> child =
+        resolve_child(*s.file_child, ChildRole::kFile, s, *driver, added, pending);
     if (!child.is_ok()) return child.status();
     file_child = std::move(child.value());
   } else if (s.file_child) {
     return Status::invalid(label + ": driver '" + s.driver + "' takes no 'file' child");
   }
+  BlockNodePtr backing_child;
+  if (s.backing_mode == BackingMode::kChild) {
+    Result<BlockNodePtr> child =
+        resolve_child(*s.backing_child, ChildRole::kBacking, s, *driver, added, pending);
+    if (!child.is_ok()) return child.status();
+    backing_child = std::move(child.value());
+  }
+  BlockNodePtr data_file_child;
+  if (s.data_file_child) {
+    Result<BlockNodePtr> child =
+        resolve_child(*s.data_file_child, ChildRole::kDataFile, s, *driver, added, pending);
+    if (!child.is_ok()) return child.status();
+    data_file_child = std::move(child.value());
+  }
 
-  Result<BlockNodePtr> node = driver->open(OpenRequest{s, pool_, file_child});
+  OpenRequest req{s, pool_, file_child};
+  req.backing_child = std::move(backing_child);
+  req.data_file_child = std::move(data_file_child);
+  req.chain = chain;
+  req.open_implicit_child = implicit_opener(s.node_name, chain, added);
+  Result<BlockNodePtr> node = driver->open(req);
   if (!node.is_ok()) {
     const Status& e = node.status();
     // Drivers usually name the node already; add the name where they do not.
@@ -83,31 +120,62 @@ Result<BlockNodePtr> Graph::open_locked(const NodeSpec& spec, const std::string&
   return node;
 }
 
-Result<BlockNodePtr> Graph::resolve_child(const ChildRef& ref, const NodeSpec& parent,
-                                          const DriverEntry& parent_driver,
-                                          std::vector<std::string>& added) {
-  const std::string parent_label = node_user(parent.node_name);
-  if (ref.inline_spec) {
-    NodeSpec child = *ref.inline_spec;
-    if (parent.read_only) {
-      child.read_only = true;  // a read-only parent opens its inline child read-only
-    } else if (child.read_only) {
-      return Status::invalid(parent_label +
-                             " is writable, but its inline 'file' child is read-only "
-                             "(make the parent read-only too)");
+ImplicitChildOpener Graph::implicit_opener(const std::string& parent, const ChainContext& chain,
+                                           std::vector<std::string>& added) {
+  // Called synchronously from the parent driver's open(), on this thread, with mu_ held.
+  return [this, parent, parent_depth = chain.depth, &added](
+             const NodeSpec& spec, const ChainContext& child_chain) -> Result<BlockNodePtr> {
+    ChainContext c = child_chain;
+    c.depth = std::max(c.depth, parent_depth + 1);  // a chain always gets deeper
+    if (c.depth > kMaxImplicitChainDepth) {
+      return Status::error(ELOOP, node_user(parent) + ": backing chain deeper than " +
+                                      std::to_string(kMaxImplicitChainDepth) +
+                                      " images (do the image headers form a loop?)");
     }
-    return open_locked(child, parent.node_name, added);
+    NodeSpec child = spec;
+    child.node_name.clear();  // implicit nodes always get generated names
+    if (child.origin.empty()) child.origin = "backing of " + node_user(parent);
+    return open_locked(child, parent, added, c);
+  };
+}
+
+Result<BlockNodePtr> Graph::resolve_child(const ChildRef& ref, ChildRole role,
+                                          const NodeSpec& parent, const DriverEntry& parent_driver,
+                                          std::vector<std::string>& added,
+                                          std::vector<PendingUse>& pending) {
+  const std::string parent_label = node_user(parent.node_name);
+  const std::string key = std::string("'") + child_role_name(role) + "'";
+  const NodeUse use = child_use(parent_label, !parent.read_only, role,
+                                parent_driver.stable_file_reads);
+  BlockNodePtr child;
+  if (ref.inline_spec) {
+    NodeSpec spec = *ref.inline_spec;
+    if (parent.read_only || role == ChildRole::kBacking) {
+      // A read-only parent opens its inline child read-only; a backing node is only read.
+      spec.read_only = true;
+    } else if (spec.read_only) {
+      return Status::invalid(parent_label + " is writable, but its inline " + key +
+                             " child is read-only (make the parent read-only too)");
+    }
+    Result<BlockNodePtr> opened = open_locked(spec, parent.node_name, added, ChainContext{});
+    if (!opened.is_ok()) return opened;
+    child = std::move(opened.value());
+  } else {
+    if (ref.node_name.empty()) return Status::invalid(parent_label + ": empty " + key + " reference");
+    auto it = nodes_.find(ref.node_name);
+    if (it == nodes_.end()) {
+      return Status::error(ENOENT, parent_label + ": " + key + " refers to node '" +
+                                       ref.node_name + "', which does not exist");
+    }
+    child = it->second.node;
   }
-  if (ref.node_name.empty()) return Status::invalid(parent_label + ": empty 'file' reference");
-  auto it = nodes_.find(ref.node_name);
-  if (it == nodes_.end()) {
-    return Status::error(ENOENT, parent_label + ": 'file' refers to node '" + ref.node_name +
-                                     "', which does not exist");
+  // An inline child is new, but the parent's other children may share it (by reference).
+  std::vector<NodeUse> uses = uses_locked(child.get());
+  for (const PendingUse& p : pending) {
+    if (p.node == child.get()) uses.push_back(p.use);
   }
-  const BlockNodePtr& child = it->second.node;
-  const NodeUse use =
-      child_use(parent_label, !parent.read_only, ChildRole::kFile, parent_driver.stable_file_reads);
-  FLEECE_RETURN_IF_ERROR(check_new_use(*child, uses_locked(child.get()), use));
+  FLEECE_RETURN_IF_ERROR(check_new_use(*child, uses, use));
+  pending.push_back(PendingUse{child.get(), use});
   return child;
 }
 

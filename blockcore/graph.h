@@ -3,13 +3,21 @@
 // user takes from a node is compatible (no two writers, nothing writes a node another
 // user needs unchanged; rules in permissions.h), and refuses to delete a node that
 // something still uses.
+// Children: `file` (drivers with takes_file_child), `backing` (takes_backing: a
+// reference or an inline node, always opened read-only, used with ChildRole::kBacking so
+// nothing may write it while it is a backing node) and `data-file` (takes_data_file, used
+// like `file`). A driver given a child it does not take is refused with EINVAL.
 // Inline children without a node-name get generated names ("#block1", like QEMU);
 // inline children (named or not) are removed with their parent unless another parent
-// has started using them by name. add() is all-or-nothing: on any error nothing it
-// opened stays registered.
+// has started using them by name. Implicit children — the backing chain a driver opens
+// from its image header through OpenRequest::open_implicit_child — are registered the
+// same way (generated name, removed with the parent that must hold them as children).
+// add() is all-or-nothing: on any error nothing it opened stays registered.
 // Threading: structural calls (add/remove/find/list/users) are serialized by an internal
 // mutex and are meant for the control/start-up path (opening a node blocks on open(2));
-// nodes themselves are thread-safe.
+// nodes themselves are thread-safe. A driver's open() runs with the mutex held and may
+// call open_implicit_child synchronously from that same thread (it uses the *_locked
+// internals); it must not call the public methods.
 #pragma once
 
 #include <map>
@@ -69,13 +77,26 @@ class Graph {
   bool is_inline(const std::string& node_name) const;
 
  private:
+  // A use a parent being opened takes of a child, checked against the parent's other
+  // children too (one node as both `file` and `backing` of one parent is a conflict).
+  struct PendingUse {
+    const BlockNode* node;
+    NodeUse use;
+  };
+
   // REQUIRES: mu_ held. `added` collects the names registered so far (for rollback).
-  // `inline_parent`: the name of the node whose inline child `spec` is, or "".
+  // `inline_parent`: the name of the node whose inline (or implicit) child `spec` is, or
+  // "". `chain`: where the node sits in an implicit backing chain.
   Result<BlockNodePtr> open_locked(const NodeSpec& spec, const std::string& inline_parent,
-                                   std::vector<std::string>& added);
-  Result<BlockNodePtr> resolve_child(const ChildRef& ref, const NodeSpec& parent,
+                                   std::vector<std::string>& added, const ChainContext& chain);
+  // Resolves one child of `parent` in `role` (a reference or an inline node).
+  Result<BlockNodePtr> resolve_child(const ChildRef& ref, ChildRole role, const NodeSpec& parent,
                                      const DriverEntry& parent_driver,
-                                     std::vector<std::string>& added);
+                                     std::vector<std::string>& added,
+                                     std::vector<PendingUse>& pending);
+  // The open_implicit_child callback for a node being opened as `parent`.
+  ImplicitChildOpener implicit_opener(const std::string& parent, const ChainContext& chain,
+                                      std::vector<std::string>& added);
   std::vector<NodeUse> uses_locked(const BlockNode* node) const;
   std::vector<std::string> parents_locked(const BlockNode* node) const;
   // Unregisters `name` and then each of its inline children nobody else uses.

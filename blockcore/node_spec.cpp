@@ -11,19 +11,27 @@ bool equivalent_child(const std::optional<ChildRef>& a, const std::optional<Chil
   return a->inline_spec == nullptr || equivalent(*a->inline_spec, *b->inline_spec);
 }
 
+void collect_child(const std::optional<ChildRef>& child, std::vector<std::string>& out) {
+  if (!child) return;
+  if (!child->node_name.empty()) out.push_back(child->node_name);
+  if (child->inline_spec) collect_references(*child->inline_spec, out);
+}
+
 }  // namespace
 
 bool equivalent(const NodeSpec& a, const NodeSpec& b) {
   return a.node_name == b.node_name && a.driver == b.driver && a.read_only == b.read_only &&
          a.file.filename == b.file.filename && a.file.direct == b.file.direct &&
          a.file.locking == b.file.locking && a.raw.offset == b.raw.offset &&
-         a.raw.size == b.raw.size && equivalent_child(a.file_child, b.file_child);
+         a.raw.size == b.raw.size && equivalent_child(a.file_child, b.file_child) &&
+         a.backing_mode == b.backing_mode && equivalent_child(a.backing_child, b.backing_child) &&
+         equivalent_child(a.data_file_child, b.data_file_child);
 }
 
 void collect_references(const NodeSpec& spec, std::vector<std::string>& out) {
-  if (!spec.file_child) return;
-  if (!spec.file_child->node_name.empty()) out.push_back(spec.file_child->node_name);
-  if (spec.file_child->inline_spec) collect_references(*spec.file_child->inline_spec, out);
+  collect_child(spec.file_child, out);
+  collect_child(spec.backing_child, out);
+  collect_child(spec.data_file_child, out);
 }
 
 }  // namespace blockcore
