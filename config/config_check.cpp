@@ -1,6 +1,7 @@
 #include "config/config_check.h"
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -11,29 +12,48 @@ namespace {
 // What the export and bitmap checks need to know about each named node.
 struct NodeFacts {
   bool read_only = false;
-  std::string writer;  // label of a writable parent node that writes it, if any
+  std::string writer;      // label of a writable parent node that writes it, if any
+  std::string backing_of;  // label of a node that uses it as its backing node, if any
 };
 
 std::string node_label(const std::string& path, const std::string& name) {
   return name.empty() ? path : path + " ('" + name + "')";
 }
 
+// Who writes (a writable parent's file or data-file) and who reads as backing each node.
+struct ChildUses {
+  std::map<std::string, std::string> written_by;
+  std::map<std::string, std::string> backing_of;
+};
+
+void collect_nodes(const blockcore::NodeSpec& spec, const std::string& path,
+                   std::map<std::string, NodeFacts>& facts, ChildUses& uses);
+
+void collect_child(const blockcore::NodeSpec& parent, const std::string& parent_path,
+                   const std::optional<blockcore::ChildRef>& ref, const char* key, bool backing,
+                   std::map<std::string, NodeFacts>& facts, ChildUses& uses) {
+  if (!ref) return;
+  std::string child_name = ref->node_name;
+  if (ref->inline_spec) {
+    collect_nodes(*ref->inline_spec, parent_path + "." + key, facts, uses);
+    child_name = ref->inline_spec->node_name;
+  }
+  if (child_name.empty()) return;
+  const std::string label = node_label(parent_path, parent.node_name);
+  if (backing) {
+    uses.backing_of.emplace(child_name, label);
+  } else if (!parent.read_only) {
+    uses.written_by.emplace(child_name, label);
+  }
+}
+
 // Records every named node of `spec` (and of its inline children).
 void collect_nodes(const blockcore::NodeSpec& spec, const std::string& path,
-                   std::map<std::string, NodeFacts>& facts,
-                   std::map<std::string, std::string>& written_by) {
-  if (!spec.node_name.empty()) facts.emplace(spec.node_name, NodeFacts{spec.read_only, {}});
-  if (!spec.file_child) return;
-  const std::string child_path = path + ".file";
-  const blockcore::ChildRef& ref = *spec.file_child;
-  std::string child_name = ref.node_name;
-  if (ref.inline_spec) {
-    collect_nodes(*ref.inline_spec, child_path, facts, written_by);
-    child_name = ref.inline_spec->node_name;
-  }
-  if (!spec.read_only && !child_name.empty()) {
-    written_by.emplace(child_name, node_label(path, spec.node_name));
-  }
+                   std::map<std::string, NodeFacts>& facts, ChildUses& uses) {
+  if (!spec.node_name.empty()) facts.emplace(spec.node_name, NodeFacts{spec.read_only, {}, {}});
+  collect_child(spec, path, spec.file_child, "file", false, facts, uses);
+  collect_child(spec, path, spec.backing_child, "backing", true, facts, uses);
+  collect_child(spec, path, spec.data_file_child, "data-file", false, facts, uses);
 }
 
 void add(std::vector<ConfigError>& errors, const SourceLocation& where, std::string path,
@@ -93,6 +113,11 @@ void check_exports(const Config& c, const std::map<std::string, NodeFacts>& fact
           "export '" + e.name + "' is writable, but node '" + e.node +
               "' is already written by its parent " + node->second.writer +
               "; two writers would corrupt it (export the parent instead)");
+    } else if (e.writable && !node->second.backing_of.empty()) {
+      add(errors, e.node_where, path + ".node",
+          "export '" + e.name + "' is writable, but node '" + e.node +
+              "' is the backing node of " + node->second.backing_of +
+              ", which needs it unchanged (set writable: false)");
     }
   }
 }
@@ -135,13 +160,17 @@ void check_tls(const Config& c, std::vector<ConfigError>& errors) {
 std::vector<ConfigError> check_config(const Config& config) {
   std::vector<ConfigError> errors;
   std::map<std::string, NodeFacts> facts;
-  std::map<std::string, std::string> written_by;
+  ChildUses uses;
   for (size_t i = 0; i < config.nodes.size(); ++i) {
-    collect_nodes(config.nodes[i], "nodes[" + std::to_string(i) + "]", facts, written_by);
+    collect_nodes(config.nodes[i], "nodes[" + std::to_string(i) + "]", facts, uses);
   }
-  for (const auto& [name, writer] : written_by) {
+  for (const auto& [name, writer] : uses.written_by) {
     auto it = facts.find(name);
     if (it != facts.end()) it->second.writer = writer;
+  }
+  for (const auto& [name, reader] : uses.backing_of) {
+    auto it = facts.find(name);
+    if (it != facts.end()) it->second.backing_of = reader;
   }
   check_listen(config, errors);
   check_exports(config, facts, errors);

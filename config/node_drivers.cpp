@@ -44,12 +44,23 @@ void parse_raw_options(MapReader& m, blockcore::NodeSpec& spec, NodeParser& node
   spec.file_child = nodes.parse_child(m, "file", spec);
 }
 
+// driver: qcow2 — file (required), backing (absent: from the image header; null: none;
+// a node name or an inline node), data-file (a node name or an inline node; absent: the
+// external data file the image header names, if any).
+void parse_qcow2_options(MapReader& m, blockcore::NodeSpec& spec, NodeParser& nodes) {
+  spec.file_child = nodes.parse_child(m, "file", spec);
+  nodes.parse_backing(m, "backing", spec);
+  spec.data_file_child =
+      nodes.parse_child(m, "data-file", spec, NodeParser::ChildUse::kWritten, /*required=*/false);
+}
+
 }  // namespace
 
 const std::vector<NodeDriverSyntax>& node_driver_syntaxes() {
   static const std::vector<NodeDriverSyntax> kDrivers = {
       {"file", &parse_file_options},
       {"raw", &parse_raw_options},
+      {"qcow2", &parse_qcow2_options},
   };
   return kDrivers;
 }

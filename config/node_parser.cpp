@@ -31,7 +31,7 @@ void NodeParser::parse_nodes(const YAML::Node& list, const SourceLocation& where
 
 blockcore::NodeSpec NodeParser::parse_node(const YAML::Node& n, const std::string& path,
                                            const SourceLocation& where,
-                                           const blockcore::NodeSpec* parent) {
+                                           const blockcore::NodeSpec* parent, bool as_backing) {
   blockcore::NodeSpec spec;
   MapReader m(n, path, diag_, where);
   spec.origin = m.where().to_string();
@@ -53,8 +53,9 @@ blockcore::NodeSpec NodeParser::parse_node(const YAML::Node& n, const std::strin
     }
   }
   if (auto ro = m.boolean("read-only")) spec.read_only = *ro;
-  if (parent && parent->read_only) {
-    spec.read_only = true;  // a read-only parent opens its inline child read-only
+  if (as_backing || (parent && parent->read_only)) {
+    // A read-only parent opens its inline child read-only; a backing node is only read.
+    spec.read_only = true;
   } else if (parent && spec.read_only) {
     diag_.error(m.where_of("read-only"), m.path_of("read-only"),
                 "this inline node is read-only, but its parent is writable and needs to "
@@ -90,23 +91,30 @@ blockcore::NodeSpec NodeParser::parse_node(const YAML::Node& n, const std::strin
 }
 
 std::optional<blockcore::ChildRef> NodeParser::parse_child(MapReader& m, const std::string& key,
-                                                           const blockcore::NodeSpec& parent) {
-  YAML::Node v = m.get(key, /*required=*/true);
+                                                           const blockcore::NodeSpec& parent,
+                                                           ChildUse use, bool required) {
+  YAML::Node v = m.get(key, required);
   if (!v.IsDefined()) return std::nullopt;
   const std::string path = m.path_of(key);
   const SourceLocation where = m.where_of(key);
+  const bool backing = use == ChildUse::kBacking;
+  const std::string parent_label = labels_.empty() ? path : labels_.back();
   blockcore::ChildRef ref;
   if (v.IsScalar()) {
     ref.node_name = v.Scalar();
     refs_.push_back(Reference{ref.node_name, owners_.empty() ? std::string() : owners_.back(), path,
-                              where, labels_.empty() ? path : labels_.back(), !parent.read_only});
+                              where, parent_label, !parent.read_only && !backing, backing});
     return ref;
   }
   if (v.IsMap()) {
-    auto child = std::make_shared<blockcore::NodeSpec>(parse_node(v, path, where, &parent));
-    if (!child->node_name.empty() && !parent.read_only) {
-      writers_[child->node_name].push_back(
-          Writer{labels_.empty() ? path : labels_.back(), path, diag_.where(v)});
+    auto child =
+        std::make_shared<blockcore::NodeSpec>(parse_node(v, path, where, &parent, backing));
+    if (!child->node_name.empty()) {
+      if (backing) {
+        backing_users_[child->node_name].push_back(Writer{parent_label, path, diag_.where(v)});
+      } else if (!parent.read_only) {
+        writers_[child->node_name].push_back(Writer{parent_label, path, diag_.where(v)});
+      }
     }
     ref.inline_spec = std::move(child);
     return ref;
@@ -116,11 +124,29 @@ std::optional<blockcore::ChildRef> NodeParser::parse_child(MapReader& m, const s
   return std::nullopt;
 }
 
+void NodeParser::parse_backing(MapReader& m, const std::string& key, blockcore::NodeSpec& spec) {
+  YAML::Node v = m.get(key);
+  if (!v.IsDefined()) {
+    spec.backing_mode = blockcore::BackingMode::kFromImage;
+    return;
+  }
+  if (v.IsNull()) {
+    spec.backing_mode = blockcore::BackingMode::kNone;
+    return;
+  }
+  spec.backing_child = parse_child(m, key, spec, ChildUse::kBacking);
+  if (spec.backing_child) spec.backing_mode = blockcore::BackingMode::kChild;
+}
+
 void NodeParser::check_references() {
   for (const Reference& r : refs_) {
     auto it = named_.find(r.target);
     if (it == named_.end()) {
       diag_.error(r.where, r.path, "unknown node '" + r.target + "' (no node has this node-name)");
+      continue;
+    }
+    if (r.backing) {
+      backing_users_[r.target].push_back(Writer{r.parent_label, r.path, r.where});
       continue;
     }
     if (r.parent_writable && it->second.read_only) {
@@ -137,6 +163,19 @@ void NodeParser::check_references() {
       diag_.error(writers[i].where, writers[i].path,
                   "node '" + name + "' would have two writable parents: " + writers[0].label +
                       " and " + writers[i].label + " (make one of them read-only)");
+    }
+  }
+  // A backing node must stay unchanged: no parent may write it.
+  for (const auto& [name, users] : backing_users_) {
+    auto w = writers_.find(name);
+    if (w == writers_.end() || w->second.empty()) continue;
+    const Writer& writer = w->second.front();
+    for (const Writer& b : users) {
+      diag_.error(b.where, b.path,
+                  "node '" + name + "' is the backing node of " + b.label + ", but " +
+                      writer.label + " writes it (at " + writer.where.to_string() +
+                      "); a backing node must stay unchanged (make " + writer.label +
+                      " read-only)");
     }
   }
 }

@@ -2,8 +2,11 @@
 // (node-name, driver, read-only), each driver's options through the node_drivers table,
 // and child references (`file: NAME`) or inline children (`file: {...}`). After the whole
 // list is read it checks the references together, so nodes may be listed in any order:
-// unknown names, cycles, a writable parent over a read-only node, and two writable
-// parents of one node are errors at the line of the offending reference.
+// unknown names, cycles (through file, backing and data-file), a writable parent over a
+// read-only node, two writable parents of one node, and a node that is both written by a
+// parent and used as a backing node are errors at the line of the offending reference.
+// A `backing` child is only read: an inline backing node is read-only even under a
+// writable parent, and a backing reference may name a read-only node.
 // Threading: single-threaded; one parser per load.
 #pragma once
 
@@ -26,10 +29,20 @@ class NodeParser {
   // checks the references between them.
   void parse_nodes(const YAML::Node& list, const SourceLocation& where, Config& out);
 
+  // How a parent uses a child: kWritten children (`file`, `data-file`) are written by a
+  // writable parent; a kBacking child is only read and must stay unchanged.
+  enum class ChildUse { kWritten, kBacking };
+
   // Reads the child at `key` of the node `m` is reading (drivers call this): a string
-  // names another node, a map describes an inline node. A missing key is an error.
+  // names another node, a map describes an inline node. A missing key is an error when
+  // `required` (else nullopt without an error).
   std::optional<blockcore::ChildRef> parse_child(MapReader& m, const std::string& key,
-                                                 const blockcore::NodeSpec& parent);
+                                                 const blockcore::NodeSpec& parent,
+                                                 ChildUse use = ChildUse::kWritten,
+                                                 bool required = true);
+  // Reads QEMU's `backing` option into spec.backing_mode / spec.backing_child: absent =
+  // from the image header, null = none, a string or a map = that node.
+  void parse_backing(MapReader& m, const std::string& key, blockcore::NodeSpec& spec);
 
  private:
   // A node that has a name, wherever it was defined.
@@ -44,19 +57,22 @@ class NodeParser {
     std::string path;   // of the reference or inline child
     SourceLocation where;
   };
-  // A `file: NAME` reference, resolved after the whole list is read.
+  // A `file: NAME` (or backing, data-file) reference, resolved after the whole list is read.
   struct Reference {
     std::string target;
     std::string owner;  // the nearest named node containing the reference
     std::string path;
     SourceLocation where;
     std::string parent_label;
-    bool parent_writable = false;
+    bool parent_writable = false;  // the parent writes the target (a writable parent's file)
+    bool backing = false;          // the target is the parent's backing node
   };
 
-  // Parses one node map; `parent` is null for a top-level entry.
+  // Parses one node map; `parent` is null for a top-level entry. `as_backing`: an inline
+  // backing node, opened read-only whatever its parent.
   blockcore::NodeSpec parse_node(const YAML::Node& n, const std::string& path,
-                                 const SourceLocation& where, const blockcore::NodeSpec* parent);
+                                 const SourceLocation& where, const blockcore::NodeSpec* parent,
+                                 bool as_backing = false);
   void check_references();
   void check_cycles();
   static std::string label(const std::string& path, const std::string& name);
@@ -64,6 +80,7 @@ class NodeParser {
   Diagnostics& diag_;
   std::map<std::string, Named> named_;
   std::map<std::string, std::vector<Writer>> writers_;
+  std::map<std::string, std::vector<Writer>> backing_users_;  // named node -> its parents
   std::vector<Reference> refs_;
   // Named node -> named nodes it contains inline (for cycle detection with refs_).
   std::map<std::string, std::vector<std::string>> contains_;

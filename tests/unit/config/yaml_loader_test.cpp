@@ -22,7 +22,7 @@ LoadResult load_ok(const std::string& yaml) {
   return r;
 }
 
-// DESIGN.md's example; only `driver: qcow2` is `raw` until the qcow2 driver exists.
+// DESIGN.md's example (with its backing comment as a real `backing:` key absent).
 constexpr const char* kDesignExample = R"(listen:
   - unix: /run/fleeced/nbd.sock
   - tcp: 127.0.0.1:10809
@@ -32,7 +32,7 @@ log:
   level: info                         # trace|debug|info|warn|error
 nodes:                                # the block graph; mirrors QMP blockdev-add
   - node-name: disk0
-    driver: raw
+    driver: qcow2
     file: { driver: file, filename: /var/lib/fleeced/disk0.qcow2 }
 exports:
   - name: disk0                       # NBD export name
@@ -66,7 +66,8 @@ TEST(YamlLoader, DesignExampleLoads) {
   ASSERT_EQ(c.nodes.size(), 1u);
   const blockcore::NodeSpec& n = c.nodes[0];
   EXPECT_EQ(n.node_name, "disk0");
-  EXPECT_EQ(n.driver, "raw");
+  EXPECT_EQ(n.driver, "qcow2");
+  EXPECT_EQ(n.backing_mode, blockcore::BackingMode::kFromImage);
   EXPECT_FALSE(n.read_only);
   EXPECT_EQ(n.origin, "ok.yaml:9");
   ASSERT_EQ(c.node_where.size(), 1u);
