@@ -105,6 +105,9 @@ struct Header {
   std::optional<BitmapsExtension> bitmaps;
   std::optional<std::pair<uint64_t, uint64_t>> crypto_header;  // offset, length
   std::vector<RawExtension> unknown_extensions;  // in file order, kept verbatim
+  // v3: header bytes 105..header_length-1 as read (the padding after compression_type
+  // and any fields newer than fleeced), written back verbatim; empty = zeroes.
+  std::vector<std::byte> unknown_header_fields;
 
   uint64_t cluster_size() const { return 1ull << cluster_bits; }
   bool extended_l2() const { return (incompatible_features & kIncompatExtendedL2) != 0; }
