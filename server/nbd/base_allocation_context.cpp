@@ -46,6 +46,11 @@ std::vector<MetaExtent> to_allocation_extents(const blockcore::ExtentList& in) {
 
 std::vector<MetaExtent> align_extents_and(const std::vector<MetaExtent>& in, uint32_t align,
                                           bool end_is_eof) {
+  return align_extents(in, align, end_is_eof, [](uint32_t a, uint32_t b) { return a & b; });
+}
+
+std::vector<MetaExtent> align_extents(const std::vector<MetaExtent>& in, uint32_t align,
+                                      bool end_is_eof, MetaCombine combine) {
   if (align <= 1 || in.empty()) return in;
   std::vector<MetaExtent> out;
   uint64_t pos = 0;   // bytes emitted so far; always a multiple of align at loop start
@@ -64,8 +69,8 @@ std::vector<MetaExtent> align_extents_and(const std::vector<MetaExtent>& in, uin
     const uint64_t down = end / align * align;  // >= pos because pos is aligned
     push_merged(out, down - pos, flags);
     pos = down;
-    // The block [pos, pos + align) straddles a boundary: AND the flags of every extent
-    // overlapping it.
+    // The block [pos, pos + align) straddles a boundary: combine the values of every
+    // extent overlapping it.
     const uint64_t block_end = pos + align;
     uint32_t f = flags;
     uint64_t p = end;
@@ -73,7 +78,7 @@ std::vector<MetaExtent> align_extents_and(const std::vector<MetaExtent>& in, uin
     used = 0;
     while (p < block_end && i < in.size()) {
       const uint64_t take = std::min(in[i].length - used, block_end - p);
-      f &= in[i].flags;
+      f = combine(f, in[i].flags);
       p += take;
       used += take;
       if (used == in[i].length) {

@@ -43,5 +43,10 @@ std::vector<MetaExtent> to_allocation_extents(const blockcore::ExtentList& in);
 // REQUIRES: align is a power of two.
 std::vector<MetaExtent> align_extents_and(const std::vector<MetaExtent>& in, uint32_t align,
                                           bool end_is_eof);
+// The same with another rule for a straddling block: its value is `combine` folded over
+// the values of every extent overlapping it (align_extents_and folds with bitwise AND).
+using MetaCombine = uint32_t (*)(uint32_t, uint32_t);
+std::vector<MetaExtent> align_extents(const std::vector<MetaExtent>& in, uint32_t align,
+                                      bool end_is_eof, MetaCombine combine);
 
 }  // namespace server::nbd

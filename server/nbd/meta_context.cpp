@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "server/nbd/allocation_depth_context.h"
 #include "server/nbd/base_allocation_context.h"
 
 namespace server::nbd {
@@ -14,28 +15,24 @@ bool split_context_name(std::string_view name, std::string_view& ns, std::string
   return true;
 }
 
-MetaContextRegistry::MetaContextRegistry() { add(std::make_unique<BaseAllocationProvider>()); }
+MetaContextRegistry::MetaContextRegistry() {
+  add(std::make_unique<BaseAllocationProvider>());
+  add(std::make_unique<AllocationDepthProvider>());
+}
 
 MetaContextRegistry MetaContextRegistry::empty_registry() {
   return MetaContextRegistry(EmptyTag{});
 }
 
 void MetaContextRegistry::add(std::unique_ptr<MetaContextProvider> provider) {
-  const std::string_view ns = provider->name_space();
+  const std::string_view key = provider->key();
   auto it = std::find_if(providers_.begin(), providers_.end(),
-                         [&](const auto& p) { return p->name_space() == ns; });
+                         [&](const auto& p) { return p->key() == key; });
   if (it != providers_.end()) {
     *it = std::move(provider);
   } else {
     providers_.push_back(std::move(provider));
   }
-}
-
-const MetaContextProvider* MetaContextRegistry::find(std::string_view name_space) const {
-  for (const auto& p : providers_) {
-    if (p->name_space() == name_space) return p.get();
-  }
-  return nullptr;
 }
 
 std::vector<std::string> MetaContextRegistry::list(const Export& exp,
@@ -47,7 +44,9 @@ std::vector<std::string> MetaContextRegistry::list(const Export& exp,
     for (const std::string& q : queries) {
       std::string_view ns, leaf;
       if (!split_context_name(q, ns, leaf)) continue;  // no namespace: ignored
-      if (const MetaContextProvider* p = find(ns)) p->list(exp, leaf, out);
+      for (const auto& p : providers_) {
+        if (p->name_space() == ns) p->list(exp, leaf, out);
+      }
     }
   }
   // Several queries may match the same context; list it once, keeping the first place.
@@ -64,8 +63,11 @@ std::vector<std::string> MetaContextRegistry::list(const Export& exp,
 MetaContextPtr MetaContextRegistry::resolve(const ExportPtr& exp, std::string_view name) const {
   std::string_view ns, leaf;
   if (!exp || !split_context_name(name, ns, leaf)) return nullptr;
-  const MetaContextProvider* p = find(ns);
-  return p ? p->resolve(exp, leaf) : nullptr;
+  for (const auto& p : providers_) {
+    if (p->name_space() != ns) continue;
+    if (MetaContextPtr c = p->resolve(exp, leaf)) return c;
+  }
+  return nullptr;
 }
 
 std::vector<MetaContextPtr> MetaContextRegistry::select(

@@ -59,13 +59,17 @@ class MetaContext {
 
 using MetaContextPtr = std::shared_ptr<MetaContext>;
 
-// Serves every context of one namespace.
+// Serves contexts of one namespace (all of them, or one family such as
+// qemu:allocation-depth; several providers may share a namespace).
 class MetaContextProvider {
  public:
   virtual ~MetaContextProvider() = default;
 
   // The namespace without its colon, e.g. "base".
   virtual std::string_view name_space() const = 0;
+  // What the registry replaces by: a provider with the same key replaces an earlier one.
+  // The namespace by default (one provider per namespace).
+  virtual std::string_view key() const { return name_space(); }
   // LIST: appends the full names of this namespace's contexts of `exp` that `leaf`
   // (the query after "namespace:") matches; an empty leaf matches all of them.
   virtual void list(const Export& exp, std::string_view leaf,
@@ -76,7 +80,8 @@ class MetaContextProvider {
 
 class MetaContextRegistry {
  public:
-  // A registry offering the standard base:allocation context.
+  // A registry offering the standard contexts: base:allocation and (on exports that
+  // enable it) qemu:allocation-depth.
   MetaContextRegistry();
   // A registry with no providers at all (tests).
   static MetaContextRegistry empty_registry();
@@ -84,7 +89,8 @@ class MetaContextRegistry {
   MetaContextRegistry(MetaContextRegistry&&) = default;
   MetaContextRegistry& operator=(MetaContextRegistry&&) = default;
 
-  // Registers a provider; a later provider for the same namespace replaces the earlier.
+  // Registers a provider; a later provider with the same key() replaces the earlier.
+  // Providers of one namespace are asked in registration order.
   // REQUIRES: the registry is not yet used by a server.
   void add(std::unique_ptr<MetaContextProvider> provider);
 
@@ -99,7 +105,6 @@ class MetaContextRegistry {
  private:
   struct EmptyTag {};
   explicit MetaContextRegistry(EmptyTag) {}
-  const MetaContextProvider* find(std::string_view name_space) const;
 
   std::vector<std::unique_ptr<MetaContextProvider>> providers_;
 };
