@@ -11,6 +11,9 @@ namespace blockcore::qcow2 {
 namespace {
 
 constexpr int kDeflateWindowBits = -12;  // raw deflate, 4 KiB window (QEMU's choice)
+// Largest zstd window we accept (8 MiB). QEMU compresses one cluster (<= 2 MiB) per frame
+// at the default level, which never needs more; level 19 streams need exactly this.
+constexpr int kZstdWindowLogMax = 23;
 
 Status deflate_error(const char* what, int ret, const z_stream& s) {
   std::string m = std::string("compressed cluster: ") + what + " (zlib " + std::to_string(ret);
@@ -73,6 +76,8 @@ struct CctxFree {
 Status zstd_decompress(std::span<const std::byte> in, std::span<std::byte> out) {
   std::unique_ptr<ZSTD_DCtx, DctxFree> ctx(ZSTD_createDCtx());
   if (!ctx) return Status::no_memory("compressed cluster: ZSTD_createDCtx failed");
+  // A hostile frame header must not make us allocate zstd's default 128 MiB window.
+  (void)ZSTD_DCtx_setParameter(ctx.get(), ZSTD_d_windowLogMax, kZstdWindowLogMax);
   ZSTD_inBuffer input{in.data(), in.size(), 0};
   ZSTD_outBuffer output{out.data(), out.size(), 0};
   while (output.pos < output.size) {

@@ -15,8 +15,8 @@ namespace blockcore::qcow2 {
 
 // Fills exactly out.size() bytes (one cluster) from the compressed data in `in`. `in` is
 // what the L2 entry's sector range holds, so bytes after the end of the stream are
-// ignored. EIO when the data is corrupt or ends before out is full; ENOTSUP for an
-// unknown type.
+// ignored. EIO when the data is corrupt or ends before out is full (or a zstd frame
+// asks for a window over 8 MiB); ENOTSUP for an unknown type.
 Status decompress_cluster(CompressionType type, std::span<const std::byte> in,
                           std::span<std::byte> out);
 

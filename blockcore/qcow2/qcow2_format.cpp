@@ -424,7 +424,9 @@ Result<std::vector<std::byte>> serialize_header(const Header& h) {
     store_be32(p + 100, static_cast<uint32_t>(length));
     if (length > kHeaderV3MinLength) {
       p[104] = static_cast<std::byte>(h.compression_type);
-      std::memcpy(p + 105, h.unknown_header_fields.data(), h.unknown_header_fields.size());
+      if (!h.unknown_header_fields.empty()) {
+        std::memcpy(p + 105, h.unknown_header_fields.data(), h.unknown_header_fields.size());
+      }
     }
   }
 

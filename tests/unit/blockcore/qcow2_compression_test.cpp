@@ -4,6 +4,7 @@
 #include "blockcore/qcow2/compression.h"
 
 #include <gtest/gtest.h>
+#include <zstd.h>
 
 #include <random>
 #include <string>
@@ -128,6 +129,29 @@ TEST(Qcow2CompressionZstdTest, SeveralFramesWithoutContentSize) {
   Status st = decompress_cluster(CompressionType::kZstd, stream, out);
   ASSERT_TRUE(st.is_ok()) << st.to_string();
   EXPECT_EQ(out, in);
+}
+
+// A frame that declares a 128 MiB window (streamed without a size) is refused with EIO
+// instead of making the decoder allocate the window.
+TEST(Qcow2CompressionZstdTest, HugeWindowIsRefused) {
+  const auto in = text_data(65536, 5);
+  ZSTD_CCtx* c = ZSTD_createCCtx();
+  ASSERT_NE(c, nullptr);
+  ASSERT_FALSE(ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, 27)));
+  std::vector<std::byte> frame(ZSTD_compressBound(in.size()));
+  ZSTD_inBuffer input{in.data(), in.size(), 0};
+  ZSTD_outBuffer output{frame.data(), frame.size(), 0};
+  ASSERT_FALSE(ZSTD_isError(ZSTD_compressStream2(c, &output, &input, ZSTD_e_continue)));
+  size_t left;
+  do {
+    left = ZSTD_compressStream2(c, &output, &input, ZSTD_e_end);
+    ASSERT_FALSE(ZSTD_isError(left));
+  } while (left != 0);
+  ZSTD_freeCCtx(c);
+  frame.resize(output.pos);
+  std::vector<std::byte> out(65536);
+  Status st = decompress_cluster(CompressionType::kZstd, frame, out);
+  EXPECT_EQ(st.code(), EIO) << st.to_string();
 }
 
 // ---- clusters written by qemu-img convert -c ----
