@@ -4,6 +4,7 @@
 
 #include "blockcore/drivers/file_node.h"
 #include "blockcore/drivers/raw_node.h"
+#include "blockcore/qcow2/qcow2_node.h"
 
 namespace blockcore {
 namespace {
@@ -26,6 +27,8 @@ NodeFactory NodeFactory::with_builtin_drivers() {
   NodeFactory f;
   f.add(DriverEntry{"file", /*takes_file_child=*/false, /*stable_file_reads=*/false, &open_file});
   f.add(DriverEntry{"raw", /*takes_file_child=*/true, /*stable_file_reads=*/false, &open_raw});
+  f.add(DriverEntry{"qcow2", /*takes_file_child=*/true, /*stable_file_reads=*/true,
+                    &qcow2::open_qcow2_node, /*takes_backing=*/true, /*takes_data_file=*/true});
   return f;
 }
 

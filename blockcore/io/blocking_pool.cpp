@@ -10,6 +10,7 @@ BlockingPool::~BlockingPool() { stop(); }
 
 void BlockingPool::stop() {
   if (pool_) pool_->join();
+  stopped_.store(true, std::memory_order_release);
 }
 
 }  // namespace blockcore::io

@@ -8,6 +8,7 @@
 #include <asio/associated_executor.hpp>
 #include <asio/post.hpp>
 #include <asio/thread_pool.hpp>
+#include <atomic>
 #include <memory>
 #include <type_traits>
 #include <utility>
@@ -33,7 +34,8 @@ class BlockingPool {
   Task<std::invoke_result_t<F&>> run(F fn) {
     using R = std::invoke_result_t<F&>;
     static_assert(!std::is_void_v<R>, "BlockingPool::run needs a value-returning callable");
-    if (!pool_) co_return fn();
+    // No pool, or stopped (images closing after shutdown): run on the caller.
+    if (!pool_ || stopped_.load(std::memory_order_acquire)) co_return fn();
     co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(R)>(
         [this, fn = std::move(fn)](auto handler) mutable {
           auto ex = asio::get_associated_executor(handler);
@@ -47,12 +49,14 @@ class BlockingPool {
         asio::use_awaitable);
   }
 
-  // Waits for queued work to finish and joins the threads.
+  // Waits for queued work to finish and joins the threads; later run() calls execute
+  // inline on the caller's thread.
   void stop();
 
  private:
   unsigned threads_;
   std::unique_ptr<asio::thread_pool> pool_;
+  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace blockcore::io
