@@ -78,12 +78,41 @@ const BlockNode& protocol_node(const BlockNode& node) {
   return *n;
 }
 
+// The node's child in `role`, or nullptr.
+const BlockNode* child_of(const BlockNode& node, blockcore::ChildRole role) {
+  for (const auto& edge : node.children()) {
+    if (edge.role == role) return edge.node.get();
+  }
+  return nullptr;
+}
+
+// What QEMU shows as a node's filename: its own description, else its protocol node's.
+std::string filename_of(const BlockNode& node) {
+  return node.describe().empty() ? protocol_node(node).describe() : node.describe();
+}
+
+// QEMU's ImageInfo: with `nested`, the backing chain as `backing-image` members.
+json image_info(const BlockNode& node, bool nested, int depth = 0) {
+  json image = {
+      {"filename", filename_of(node)}, {"format", node.driver()}, {"virtual-size", node.size()}};
+  const BlockNode* backing = child_of(node, blockcore::ChildRole::kBacking);
+  if (backing != nullptr) {
+    const std::string name = filename_of(*backing);
+    image["backing-filename"] = name;
+    image["full-backing-filename"] = name;
+    image["backing-filename-format"] = backing->driver();
+    if (nested && depth < 64) image["backing-image"] = image_info(*backing, true, depth + 1);
+  }
+  return image;
+}
+
 // QEMU's BlockDeviceInfo, with the members fleece knows; throttling is not a node
 // option in fleece, so the limits are reported as 0 (unlimited) like an unthrottled
-// QEMU node.
-json block_device_info(const BlockNode& node) {
+// QEMU node. Nodes with a backing child add backing_file, and backing_file_depth counts
+// the chain below the node.
+json block_device_info(const BlockNode& node, bool flat) {
   const BlockNode& leaf = protocol_node(node);
-  std::string filename = node.describe().empty() ? leaf.describe() : node.describe();
+  std::string filename = filename_of(node);
   const auto* file = dynamic_cast<const blockcore::FileNode*>(&leaf);
   bool direct = file != nullptr && file->direct();
   json children = json::array();
@@ -91,20 +120,28 @@ json block_device_info(const BlockNode& node) {
     children.push_back(
         {{"child", blockcore::child_role_name(edge.role)}, {"node-name", edge.node->name()}});
   }
+  int backing_depth = 0;
+  for (const BlockNode* b = child_of(node, blockcore::ChildRole::kBacking);
+       b != nullptr && backing_depth < 64; b = child_of(*b, blockcore::ChildRole::kBacking)) {
+    ++backing_depth;
+  }
   json info = {
       {"node-name", node.name()},
       {"drv", node.driver()},
       {"file", filename},
       {"ro", node.read_only()},
       {"children", std::move(children)},
-      {"backing_file_depth", 0},
+      {"backing_file_depth", backing_depth},
       {"active", true},
       {"encrypted", false},
       {"detect_zeroes", "off"},
-      {"image", {{"filename", filename}, {"format", node.driver()}, {"virtual-size", node.size()}}},
+      {"image", image_info(node, !flat)},
       {"cache", {{"writeback", true}, {"direct", direct}, {"no-flush", false}}},
       {"write_threshold", 0},
   };
+  if (const BlockNode* backing = child_of(node, blockcore::ChildRole::kBacking)) {
+    info["backing_file"] = filename_of(*backing);
+  }
   for (const char* limit : {"bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr"}) {
     info[limit] = 0;
   }
@@ -113,10 +150,11 @@ json block_device_info(const BlockNode& node) {
 
 asio::awaitable<Result<json>> query_named_block_nodes(const json& args, CommandContext& ctx) {
   ArgReader r(args);
-  (void)r.optional_bool("flat");  // fleece never nests backing images in this answer
+  // QEMU's flat: true leaves out the nested backing-image members.
+  const bool flat = r.optional_bool("flat", false);
   if (Status s = r.finish(); !s.is_ok()) co_return s;
   json list = json::array();
-  for (const auto& node : ctx.graph.nodes()) list.push_back(block_device_info(*node));
+  for (const auto& node : ctx.graph.nodes()) list.push_back(block_device_info(*node, flat));
   co_return list;
 }
 

@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string_view>
 
@@ -37,31 +38,51 @@ void read_file_options(ArgReader& r, NodeSpec& spec, const Inherited& own) {
 }
 
 // BlockdevRef: the node-name of an existing node, or an inline node definition.
-void read_child_ref(ArgReader& r, std::string_view key, NodeSpec& spec, const Inherited& own,
-                    bool required) {
+std::optional<blockcore::ChildRef> read_child_ref(ArgReader& r, std::string_view key,
+                                                  const Inherited& own, bool required) {
   const json* v = r.optional_value(key);
   if (v == nullptr) {
     if (required && r.ok()) r.fail(generic_error(missing_parameter(r.full_name(key))));
-    return;
+    return std::nullopt;
   }
   blockcore::ChildRef ref;
   if (v->is_string()) {
     ref.node_name = v->get<std::string>();
   } else if (v->is_object()) {
     auto sub = r.optional_object(key);
-    if (!sub) return;
+    if (!sub) return std::nullopt;
     ref.inline_spec = std::make_shared<NodeSpec>(read_node(*sub, own));
   } else {
     r.fail_type(key, "BlockdevRef");
-    return;
+    return std::nullopt;
   }
-  spec.file_child = std::move(ref);
+  return ref;
 }
 
 void read_raw_options(ArgReader& r, NodeSpec& spec, const Inherited& own) {
-  read_child_ref(r, "file", spec, own, /*required=*/true);
+  spec.file_child = read_child_ref(r, "file", own, /*required=*/true);
   spec.raw.offset = r.optional_uint64("offset").value_or(0);
   spec.raw.size = r.optional_uint64("size");
+}
+
+// BlockdevOptionsQcow2 (BlockdevOptionsGenericCOWFormat): file, backing
+// (BlockdevRefOrNull: absent = from the image header, null = none), data-file.
+void read_qcow2_options(ArgReader& r, NodeSpec& spec, const Inherited& own) {
+  spec.file_child = read_child_ref(r, "file", own, /*required=*/true);
+  const json* backing = r.optional_value("backing");
+  if (backing == nullptr) {
+    spec.backing_mode = blockcore::BackingMode::kFromImage;
+  } else if (backing->is_null()) {
+    spec.backing_mode = blockcore::BackingMode::kNone;
+  } else if (backing->is_string() || backing->is_object()) {
+    Inherited backing_own = own;
+    backing_own.read_only = true;  // QEMU opens backing nodes read-only
+    spec.backing_child = read_child_ref(r, "backing", backing_own, /*required=*/true);
+    if (spec.backing_child) spec.backing_mode = blockcore::BackingMode::kChild;
+  } else {
+    r.fail_type("backing", "BlockdevRefOrNull");
+  }
+  spec.data_file_child = read_child_ref(r, "data-file", own, /*required=*/false);
 }
 
 struct DriverOptions {
@@ -73,6 +94,7 @@ struct DriverOptions {
 constexpr DriverOptions kDrivers[] = {
     {"file", read_file_options},
     {"raw", read_raw_options},
+    {"qcow2", read_qcow2_options},
 };
 
 NodeSpec read_node(ArgReader& r, const Inherited& parent) {
@@ -109,13 +131,23 @@ NodeSpec read_node(ArgReader& r, const Inherited& parent) {
   return spec;
 }
 
+void collect_names(const NodeSpec& spec, std::vector<std::string>& names,
+                   std::vector<std::string>& refs);
+
+void collect_child_names(const std::optional<blockcore::ChildRef>& child,
+                         std::vector<std::string>& names, std::vector<std::string>& refs) {
+  if (!child) return;
+  if (!child->node_name.empty()) refs.push_back(child->node_name);
+  if (child->inline_spec) collect_names(*child->inline_spec, names, refs);
+}
+
 // Named nodes of `spec` (root and inline children) and the existing nodes it refers to.
 void collect_names(const NodeSpec& spec, std::vector<std::string>& names,
                    std::vector<std::string>& refs) {
   if (!spec.node_name.empty()) names.push_back(spec.node_name);
-  if (!spec.file_child) return;
-  if (!spec.file_child->node_name.empty()) refs.push_back(spec.file_child->node_name);
-  if (spec.file_child->inline_spec) collect_names(*spec.file_child->inline_spec, names, refs);
+  collect_child_names(spec.file_child, names, refs);
+  collect_child_names(spec.backing_child, names, refs);
+  collect_child_names(spec.data_file_child, names, refs);
 }
 
 }  // namespace

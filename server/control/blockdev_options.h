@@ -1,8 +1,10 @@
 // blockdev-add arguments (QEMU's BlockdevOptions, as far as fleece has the drivers) ->
 // blockcore::NodeSpec. Common members: driver, node-name, read-only, auto-read-only,
 // cache {direct, no-flush}, discard. Driver members: file {filename, locking, aio};
-// raw {file (a node-name or an inline object), offset, size}. Inline children inherit
-// read-only and cache.direct from their parent unless they set them, as in QEMU.
+// raw {file (a node-name or an inline object), offset, size}; qcow2 {file, backing (null,
+// a node-name or an inline object; absent = the image header's chain), data-file}.
+// Inline children inherit read-only and cache.direct from their parent unless they set
+// them, as in QEMU; an inline backing child is read-only.
 // Each driver's members are read by one small function in blockdev_options.cpp; a new
 // driver (qcow2...) adds its own there.
 // Threading: pure functions of their arguments plus read-only Graph lookups.

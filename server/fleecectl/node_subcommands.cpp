@@ -1,4 +1,4 @@
-// Block graph subcommands: nodes, node add file|raw, node del.
+// Block graph subcommands: nodes, node add file|raw|qcow2, node del.
 #include <filesystem>
 
 #include "server/fleecectl/output.h"
@@ -58,6 +58,23 @@ int run_add_file(CliContext& ctx, ArgParser& args, const Subcommand& self) {
   return r ? ctx.done(*r) : ctx.failure();
 }
 
+// A child given on the command line: an existing node's name, or else a file to open
+// inline. Sets `out` and returns true, or false when the node list could not be read.
+bool child_ref(CliContext& ctx, const std::string& text, json& out) {
+  bool is_node = false;
+  if (text.find('/') == std::string::npos) {
+    auto nodes = ctx.call("query-named-block-nodes");
+    if (!nodes) return false;
+    for (const auto& n : *nodes) is_node = is_node || cell(n, "node-name") == text;
+  }
+  if (is_node) {
+    out = text;
+  } else {
+    out = {{"driver", "file"}, {"filename", absolute_filename(text)}};
+  }
+  return true;
+}
+
 int run_add_raw(CliContext& ctx, ArgParser& args, const Subcommand& self) {
   bool read_only = args.flag("read-only");
   bool direct = args.flag("direct");
@@ -73,21 +90,31 @@ int run_add_raw(CliContext& ctx, ArgParser& args, const Subcommand& self) {
   if (!args.finish()) return ctx.usage_error(args.error(), self.synopsis);
 
   // --file names an existing node, or else a file to open inline.
-  bool is_node = false;
-  if (file->find('/') == std::string::npos) {
-    auto nodes = ctx.call("query-named-block-nodes");
-    if (!nodes) return ctx.failure();
-    for (const auto& n : *nodes) is_node = is_node || cell(n, "node-name") == *file;
-  }
   json a = {{"driver", "raw"}, {"node-name", name}, {"read-only", read_only}};
-  if (is_node) {
-    a["file"] = *file;
-  } else {
-    a["file"] = {{"driver", "file"}, {"filename", absolute_filename(*file)}};
-  }
+  if (!child_ref(ctx, *file, a["file"])) return ctx.failure();
   if (direct) a["cache"] = {{"direct", true}};
   if (offset) a["offset"] = *offset;
   if (size) a["size"] = *size;
+  auto r = ctx.call("blockdev-add", a);
+  return r ? ctx.done(*r) : ctx.failure();
+}
+
+int run_add_qcow2(CliContext& ctx, ArgParser& args, const Subcommand& self) {
+  bool read_only = args.flag("read-only");
+  bool direct = args.flag("direct");
+  auto file = args.option("file");
+  auto backing = args.option("backing");
+  auto data_file = args.option("data-file");
+  std::string name = args.positional("NAME");
+  if (!file) args.fail("missing --file NODE|FILENAME");
+  if (!args.finish()) return ctx.usage_error(args.error(), self.synopsis);
+
+  json a = {{"driver", "qcow2"}, {"node-name", name}, {"read-only", read_only}};
+  if (!child_ref(ctx, *file, a["file"])) return ctx.failure();
+  // Without --backing the chain comes from the image header; `none` means no backing.
+  if (backing) a["backing"] = *backing == "none" ? json(nullptr) : json(*backing);
+  if (data_file && !child_ref(ctx, *data_file, a["data-file"])) return ctx.failure();
+  if (direct) a["cache"] = {{"direct", true}};
   auto r = ctx.call("blockdev-add", a);
   return r ? ctx.done(*r) : ctx.failure();
 }
@@ -112,6 +139,12 @@ void register_node_subcommands(SubcommandTable& table) {
              "[--direct]",
              "a raw node over an existing node or a file (sizes take K, M, G, T)",
              run_add_raw});
+  table.add({{"node", "add", "qcow2"},
+             "node add qcow2 NAME --file NODE|FILENAME [--backing NODE|none] "
+             "[--data-file NODE|FILENAME] [--read-only] [--direct]",
+             "a qcow2 node over an existing node or a file; without --backing the chain the "
+             "image header names is opened",
+             run_add_qcow2});
   table.add({{"node", "del"}, "node del NAME", "close node NAME (blockdev-del)", run_del});
 }
 
