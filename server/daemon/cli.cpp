@@ -16,7 +16,8 @@ serve options:
   --listen ADDR          unix:PATH or tcp:HOST:PORT (tcp:[::1]:10809 for IPv6); repeatable;
                          default tcp:127.0.0.1:10809, or the sockets passed by systemd
   --read-only, -r        export read-only
-  --format raw           image format (raw)
+  --format raw|qcow2    image format; without it the format is probed from the image
+                         (qcow2 magic or raw) and a warning is logged
   --description TEXT     export description sent to clients
   --direct               open the image with O_DIRECT
   --control PATH         also open a QMP control socket at PATH
@@ -92,8 +93,8 @@ std::optional<CommandLine> parse_command_line(int argc, char** argv, std::string
       *error = "serve needs an IMAGE";
       return std::nullopt;
     }
-    if (cl.format != "raw") {
-      *error = "unsupported --format '" + cl.format + "' (supported: raw)";
+    if (!cl.format.empty() && cl.format != "raw" && cl.format != "qcow2") {
+      *error = "unsupported --format '" + cl.format + "' (supported: raw, qcow2)";
       return std::nullopt;
     }
     return cl;

@@ -20,7 +20,7 @@ struct CommandLine {
   std::vector<std::string> listen;     // unix:PATH | tcp:HOST:PORT
   std::string control;                 // optional control socket path
   bool read_only = false;
-  std::string format = "raw";
+  std::string format;  // "raw", "qcow2", or "" (not given: probed from the image, like qemu-nbd)
   std::string description;
   bool direct = false;
 };

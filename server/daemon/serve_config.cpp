@@ -1,11 +1,27 @@
 #include "server/daemon/serve_config.h"
 
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdint>
 #include <memory>
 
 namespace server::daemon {
 
 using blockcore::Result;
 using blockcore::Status;
+
+std::string probe_image_format(const std::string& path) {
+  constexpr std::array<uint8_t, 4> kQcow2Magic = {'Q', 'F', 'I', 0xfb};  // 0x514649fb
+  std::array<uint8_t, 4> head{};
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "raw";
+  ssize_t n = ::pread(fd, head.data(), head.size(), 0);
+  ::close(fd);
+  return n == static_cast<ssize_t>(head.size()) && head == kQcow2Magic ? "qcow2" : "raw";
+}
 
 Result<config::Config> make_serve_config(const CommandLine& cl, bool activated) {
   config::Config cfg;
@@ -30,8 +46,18 @@ Result<config::Config> make_serve_config(const CommandLine& cl, bool activated) 
   file->file.direct = cl.direct;
   file->origin = "serve IMAGE";
 
+  std::string driver = cl.format;
+  if (driver.empty()) {
+    driver = probe_image_format(cl.image);
+    spdlog::warn(
+        "image format was not specified for '{}' and probing guessed {}; give --format raw or "
+        "--format qcow2 (probing is dangerous for raw images: a guest that writes a qcow2 "
+        "header into block 0 changes how the image is opened next time)",
+        cl.image, driver);
+  }
+
   blockcore::NodeSpec format;
-  format.driver = cl.format;
+  format.driver = driver;  // qcow2: backing_mode stays kFromImage (the header's chain)
   format.node_name = "disk0";
   format.read_only = cl.read_only;
   format.origin = "serve IMAGE";
