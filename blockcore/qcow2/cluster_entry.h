@@ -35,8 +35,13 @@ struct L2Entry {
 
   bool compressed() const { return (word & kFlagCompressed) != 0; }
   bool copied() const { return (word & kFlagCopied) != 0; }
-  // Host cluster offset of a standard entry (0 = none).
+  // Host cluster offset of a standard entry (0 = none, except in an external data file).
   uint64_t host_offset() const { return compressed() ? 0 : (word & kOffsetMask); }
+  // The entry names a host cluster (offset 0 counts in external data files, where the
+  // copied flag, always set there, tells it from "unallocated").
+  bool has_host(const Geometry& g) const {
+    return !compressed() && ((word & kOffsetMask) != 0 || (g.external_data && copied()));
+  }
   uint32_t alloc_bits() const { return static_cast<uint32_t>(bitmap); }
   uint32_t zero_bits() const { return static_cast<uint32_t>(bitmap >> 32); }
 
@@ -58,7 +63,7 @@ struct L2Entry {
       return (g.extended_l2 && bitmap != 0) ? SubclusterType::kInvalid : SubclusterType::kCompressed;
     }
     if ((word & kL2ReservedMask) != 0) return SubclusterType::kInvalid;
-    const uint64_t host = word & kOffsetMask;
+    const bool host = has_host(g);
     if (!g.extended_l2) {
       if (word & kFlagZero) return host ? SubclusterType::kZeroAlloc : SubclusterType::kZeroPlain;
       if (host) return SubclusterType::kNormal;

@@ -23,6 +23,9 @@ struct Geometry {
   uint32_t refblock_bits = 15;
   uint32_t compressed_offset_bits = 54;    // x = 62 - (cluster_bits - 8)
   uint64_t disk_size = 0;
+  // Guest data lives in an external data file, mapped 1:1: host offset 0 is valid there
+  // (told apart from "unallocated" by the copied flag).
+  bool external_data = false;
 
   static Geometry from(const Header& h) {
     Geometry g;
@@ -39,6 +42,7 @@ struct Geometry {
     g.refblock_entries = 1ull << g.refblock_bits;
     g.compressed_offset_bits = 62 - (h.cluster_bits - 8);
     g.disk_size = h.size;
+    g.external_data = h.has_data_file();
     return g;
   }
 

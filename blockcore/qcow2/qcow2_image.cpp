@@ -129,17 +129,24 @@ Task<Status> Image::write_table_location(uint64_t offset, uint32_t clusters) {
   co_return Status::ok();
 }
 
+Task<Status> Image::clear_unmaintained_autoclear_bits() {
+  if (read_only_ || header_.version < 3) co_return Status::ok();
+  // A writer must clear the autoclear bits of features it does not keep up to date:
+  // the bitmaps (until fleece maintains them) and any bit it does not know, so QEMU
+  // treats those structures as stale instead of trusting them after our writes.
+  const uint64_t keep = kAutoclearDataFileRaw;
+  const uint64_t autoclear = header_.autoclear_features & keep;
+  if (autoclear == header_.autoclear_features) co_return Status::ok();
+  FLEECE_CO_RETURN_IF_ERROR(co_await write_header_u64(kAutoclearFeaturesField, autoclear));
+  FLEECE_CO_RETURN_IF_ERROR(co_await files_.file->flush());
+  header_.autoclear_features = autoclear;
+  co_return Status::ok();
+}
+
 Task<Status> Image::prepare_modify() {
   if (corrupt_) co_return Status::io_error(node_name_ + ": the image is marked corrupt");
   if (read_only_) co_return Status::read_only(node_name_ + ": the image is read-only");
   if (marked_dirty_ || header_.version < 3) co_return Status::ok();
-  // A program that does not maintain the bitmaps must clear their autoclear bit, so
-  // QEMU treats them as stale rather than trusting them after our writes.
-  if (header_.autoclear_features & kAutoclearBitmaps) {
-    const uint64_t autoclear = header_.autoclear_features & ~kAutoclearBitmaps;
-    FLEECE_CO_RETURN_IF_ERROR(co_await write_header_u64(kAutoclearFeaturesField, autoclear));
-    header_.autoclear_features = autoclear;
-  }
   const uint64_t incompat = header_.incompatible_features | kIncompatDirty;
   FLEECE_CO_RETURN_IF_ERROR(co_await write_header_u64(kIncompatibleFeaturesField, incompat));
   FLEECE_CO_RETURN_IF_ERROR(co_await files_.file->flush());
@@ -177,6 +184,9 @@ Task<Status> Image::write_back() {
         // Give the space back to the filesystem; a failure only costs space.
         (void)co_await files_.file->discard(off, g_.cluster_size, IoFlags::kNone);
       }
+      // Written now (no sync needed: a crash before it only leaks the freed clusters),
+      // so an idle image rarely carries leaks into a crash.
+      FLEECE_CO_RETURN_IF_ERROR(co_await refcounts_.write_blocks());
     }
     co_return Status::ok();
   }();

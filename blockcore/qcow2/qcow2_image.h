@@ -70,6 +70,9 @@ class Image {
   const std::vector<SnapshotEntry>& snapshots() const { return snapshots_; }
   void set_corruption_handler(CorruptionHandler h) { on_corrupt_ = std::move(h); }
 
+  // At a read-write open: clears the autoclear bits of structures fleece does not keep
+  // current (bitmaps, unknown bits), durably, before any data is written.
+  Task<Status> clear_unmaintained_autoclear_bits();
   // Before changing metadata: EROFS/EIO when the image may not be written, and the
   // dirty bit set durably on the first call.
   Task<Status> prepare_modify();

@@ -204,6 +204,11 @@ Task<Result<BlockNodePtr>> open_async(const OpenRequest& r) {
     if (Status s = co_await image->load(); !s.is_ok()) {
       co_return s.with_context("'" + image_file + "'");
     }
+    if (!read_only) {
+      if (Status s = co_await image->clear_unmaintained_autoclear_bits(); !s.is_ok()) {
+        co_return s.with_context("'" + image_file + "'");
+      }
+    }
     if ((h.incompatible_features & kIncompatDirty) && !read_only) {
       Result<uint64_t> fixed = co_await image->repair_refcounts();
       if (!fixed.is_ok()) {

@@ -43,14 +43,24 @@ Task<Status> Qcow2Node::do_write(uint64_t off, std::span<const std::byte> buf, I
     RangeLock::Guard range = co_await range_lock_.lock(
         cluster_lock_begin(off), cluster_lock_end(off, buf.size()), RangeLock::Mode::kShared);
     std::vector<Run> runs;
+    bool in_place = false;
     {
       AsyncMutex::Guard meta = co_await image_->meta_lock().lock();
       if (image_->corrupt()) co_return Status::io_error(name() + ": the image is marked corrupt");
       if (image_->read_only()) co_return Status::read_only(name() + ": the image is read-only");
       Status s = co_await map_range(off, buf.size(), runs);
       if (!s.is_ok()) co_return co_await image_->fail(s);
+      in_place = writable_in_place(runs);
+      if (in_place && !image_->external_data()) {
+        // A hostile entry may point into metadata: never write there.
+        for (const Run& r : runs) {
+          if (Status o = image_->map().check(r.host_off, r.length); !o.is_ok()) {
+            co_return co_await image_->fail(Status::error(EUCLEAN, o.message()));
+          }
+        }
+      }
     }
-    if (writable_in_place(runs)) {
+    if (in_place) {
       size_t pos = 0;
       for (const Run& r : runs) {
         FLEECE_CO_RETURN_IF_ERROR(
@@ -105,11 +115,16 @@ Task<Status> Qcow2Node::write_table_chunk(uint64_t off, std::span<const std::byt
         co_return co_await image_->fail(Status::error(
             EUCLEAN, "invalid L2 entry for guest offset " + std::to_string(p.cluster_off)));
       }
-      const bool ours = !p.old.compressed() && p.old.host_offset() != 0 && p.old.copied();
+      const bool ours = p.old.has_host(g) && p.old.copied();
       if (ours) {
         p.action = (!g.extended_l2 && t0 == SubclusterType::kZeroAlloc) ? Action::kReuse
                                                                           : Action::kInPlace;
         p.host = p.old.host_offset();
+        if (!external) {
+          if (Status o = image_->map().check(p.host, g.cluster_size); !o.is_ok()) {
+            co_return co_await image_->fail(Status::error(EUCLEAN, o.message()));
+          }
+        }
       } else if (external) {
         p.action = Action::kNew;
         p.host = p.cluster_off;  // external data files map guest offsets 1:1
@@ -256,7 +271,7 @@ Task<Status> Qcow2Node::write_cluster(uint64_t cluster_off, const L2Entry& old, 
     fresh = saved_fresh;
     co_return s;
   }
-  if (old.compressed() || old.host_offset() != 0) {
+  if (old.compressed() || old.has_host(g)) {
     // A compressed or shared cluster: the new one holds every subcluster.
     updated.bitmap = kAllSubclusters;
     co_return co_await write_region(0, cs, false);

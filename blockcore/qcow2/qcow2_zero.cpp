@@ -91,7 +91,7 @@ Task<Status> Qcow2Node::zero_clusters(uint64_t first, uint64_t count, bool unmap
     for (size_t i = 0; i < n; ++i) {
       const L2Entry& old = entries[i];
       L2Entry& e = updated[i];
-      const bool ours = !old.compressed() && old.host_offset() != 0 && old.copied();
+      const bool ours = old.has_host(g) && old.copied();
       const bool keep_host = !unmap && ours;
       if (g.extended_l2) {
         e.word = keep_host ? old.word : 0;
