@@ -192,7 +192,7 @@ TEST_F(GraphTest, DanglingReferenceIsEnoent) {
 
 TEST_F(GraphTest, BadSpecsAreEinval) {
   NodeSpec unknown = file_spec("q", image_);
-  unknown.driver = "qcow2";
+  unknown.driver = "vmdk";
   Result<BlockNodePtr> r = graph_.add(unknown);
   EXPECT_EQ(r.status().code(), EINVAL);
   EXPECT_TRUE(contains(r.status().message(), "known drivers: file, raw")) << r.status().message();
