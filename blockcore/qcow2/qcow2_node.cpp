@@ -115,21 +115,6 @@ Task<Status> Qcow2Node::read_backing(uint64_t off, std::span<std::byte> out) {
   co_return Status::ok();
 }
 
-Task<bool> Qcow2Node::backing_is_zero(uint64_t off, uint64_t len) {
-  BlockNode* backing = image_->backing();
-  if (!backing || off >= backing->size()) co_return true;
-  const uint64_t end = std::min(off + len, backing->size());
-  while (off < end) {
-    Result<ExtentList> ext = co_await backing->block_status(off, end - off);
-    if (!ext.is_ok()) co_return false;
-    for (const Extent& e : ext.value()) {
-      if (!(e.flags & kExtentZero)) co_return false;
-      off += e.length;
-    }
-  }
-  co_return true;
-}
-
 Task<Status> Qcow2Node::read_compressed(const L2Entry& e, std::span<std::byte> cluster) {
   const Geometry& g = image_->geometry();
   BlockNode& file = image_->file();

@@ -70,8 +70,6 @@ class Qcow2Node final : public BlockNode {
   Task<Status> read_run(const Run& run, std::span<std::byte> out);
   Task<Status> read_backing(uint64_t off, std::span<std::byte> out);
   Task<Status> read_compressed(const L2Entry& e, std::span<std::byte> cluster);
-  // True when [off, off+len) of the backing chain reads as zeroes (or there is none).
-  Task<bool> backing_is_zero(uint64_t off, uint64_t len);
   // Reads guest bytes [begin, end) of the cluster at cluster_off as its entry `e`
   // describes them (used for copy-on-write).
   Task<Status> read_old(uint64_t cluster_off, const L2Entry& e, uint64_t begin, uint64_t end,

@@ -25,6 +25,10 @@ uint32_t subcluster_mask(uint32_t first, uint32_t last) {
   return upto & ~((1u << first) - 1);
 }
 
+bool all_zero(std::span<const std::byte> b) {
+  return b.empty() || (b[0] == std::byte{0} && std::memcmp(b.data(), b.data() + 1, b.size() - 1) == 0);
+}
+
 bool reads_zero(SubclusterType t) {
   return t == SubclusterType::kZeroPlain || t == SubclusterType::kZeroAlloc;
 }
@@ -204,15 +208,33 @@ Task<Status> Qcow2Node::write_cluster(uint64_t cluster_off, const L2Entry& old, 
   const uint64_t ce = co + part.size();
   const uint64_t cs = g.cluster_size;
 
-  // Writes [from, to) of the cluster at `host`: `part` in the middle, the rest read as
-  // it currently reads (or zeroes when it is known to be zero).
+  // True when the bytes of [from, co) and [ce, to) are known to read as zeroes from the
+  // entry alone (zero subclusters, or unallocated ones with no backing data there).
+  BlockNode* backing = image_->backing();
+  auto known_zero = [&](uint64_t from, uint64_t to) {
+    for (auto [a, b] : {std::pair{from, co}, std::pair{ce, to}}) {
+      for (uint64_t pos = a; pos < b;) {
+        const uint32_t sc = g.subcluster_index(cluster_off + pos);
+        const uint64_t sc_end = std::min<uint64_t>(b, (uint64_t{sc} + 1) * g.subcluster_size);
+        const SubclusterType t = old.type(g, sc);
+        const bool unallocated =
+            t == SubclusterType::kUnallocatedPlain || t == SubclusterType::kUnallocatedAlloc;
+        if (unallocated ? (backing && cluster_off + pos < backing->size()) : !reads_zero(t)) {
+          return false;
+        }
+        pos = sc_end;
+      }
+    }
+    return true;
+  };
+  // Writes [from, to) of the cluster at `host`: `part` in the middle, the rest as it
+  // reads now. Only `part` is written when the rest reads as zeroes and the host bytes
+  // are fresh (zero already), so copying from an empty backing range costs nothing.
   auto write_region = [&](uint64_t from, uint64_t to, bool old_is_zero) -> Task<Status> {
     if (from == co && to == ce) co_return co_await data.write(host + co, part, IoFlags::kNone);
     if (old_is_zero && fresh) co_return co_await data.write(host + co, part, IoFlags::kNone);
     std::vector<std::byte> region(to - from);
-    if (old_is_zero) {
-      std::memset(region.data(), 0, region.size());
-    } else {
+    if (!old_is_zero) {
       if (co > from) {
         FLEECE_CO_RETURN_IF_ERROR(co_await read_old(cluster_off, old, cluster_off + from,
                                                     cluster_off + co, std::span(region).first(co - from)));
@@ -221,34 +243,17 @@ Task<Status> Qcow2Node::write_cluster(uint64_t cluster_off, const L2Entry& old, 
         FLEECE_CO_RETURN_IF_ERROR(co_await read_old(cluster_off, old, cluster_off + ce, cluster_off + to,
                                                     std::span(region).subspan(ce - from)));
       }
+      if (fresh && all_zero(region)) co_return co_await data.write(host + co, part, IoFlags::kNone);
     }
     std::memcpy(region.data() + (co - from), part.data(), part.size());
     co_return co_await data.write(host + from, region, IoFlags::kNone);
-  };
-  // True when the bytes of [from, co) and [ce, to) read as zeroes now.
-  auto untouched_zero = [&](uint64_t from, uint64_t to) -> Task<bool> {
-    for (auto [a, b] : {std::pair{from, co}, std::pair{ce, to}}) {
-      for (uint64_t pos = a; pos < b;) {
-        const uint32_t sc = g.subcluster_index(cluster_off + pos);
-        const uint64_t sc_end = std::min<uint64_t>(b, (uint64_t{sc} + 1) * g.subcluster_size);
-        const SubclusterType t = old.type(g, sc);
-        if (t == SubclusterType::kUnallocatedPlain || t == SubclusterType::kUnallocatedAlloc) {
-          if (!co_await backing_is_zero(cluster_off + pos, sc_end - pos)) co_return false;
-        } else if (!reads_zero(t)) {
-          co_return false;
-        }
-        pos = sc_end;
-      }
-    }
-    co_return true;
   };
 
   if (!g.extended_l2) {
     updated.word = host | kFlagCopied;
     updated.bitmap = 0;
     if (action == Action::kInPlace) co_return co_await data.write(host + co, part, IoFlags::kNone);
-    const bool zero = co_await untouched_zero(0, cs);
-    co_return co_await write_region(0, cs, zero);
+    co_return co_await write_region(0, cs, known_zero(0, cs));
   }
 
   // Extended L2: work in whole subclusters.
@@ -264,7 +269,7 @@ Task<Status> Qcow2Node::write_cluster(uint64_t cluster_off, const L2Entry& old, 
     bool all_normal = true;
     for (uint32_t sc = s0; sc <= s1; ++sc) all_normal &= old.type(g, sc) == SubclusterType::kNormal;
     if (all_normal) co_return co_await data.write(host + co, part, IoFlags::kNone);
-    const bool zero = co_await untouched_zero(from, to);
+    const bool zero = known_zero(from, to);
     const bool saved_fresh = fresh;
     fresh = false;  // the host cluster holds data of other subclusters
     Status s = co_await write_region(from, to, zero);
@@ -278,8 +283,7 @@ Task<Status> Qcow2Node::write_cluster(uint64_t cluster_off, const L2Entry& old, 
   }
   // No host cluster yet: only the touched subclusters get data.
   updated.bitmap = (uint64_t{old.zero_bits() & ~touched} << 32) | touched;
-  const bool zero = co_await untouched_zero(from, to);
-  co_return co_await write_region(from, to, zero);
+  co_return co_await write_region(from, to, known_zero(from, to));
 }
 
 }  // namespace blockcore::qcow2

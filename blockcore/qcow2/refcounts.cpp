@@ -219,6 +219,7 @@ Task<Result<uint64_t>> Refcounts::allocate(uint64_t n, uint64_t* fresh_from) {
     // The first run of n clusters with refcount 0 at or after the hint.
     uint64_t start = free_hint_;
     uint64_t len = 0;
+    uint64_t first_free = UINT64_MAX;
     while (len < n) {
       Result<uint64_t> rc = co_await get(start + len);
       if (!rc.is_ok()) co_return rc.status();
@@ -226,9 +227,12 @@ Task<Result<uint64_t>> Refcounts::allocate(uint64_t n, uint64_t* fresh_from) {
         start += len + 1;
         len = 0;
       } else {
+        first_free = std::min(first_free, start + len);
         ++len;
       }
     }
+    // Nothing below first_free is free; the hint moves past the run when it starts there.
+    free_hint_ = first_free;
     // Blocks for the run; creating one takes a cluster, so look again afterwards.
     bool created = false;
     for (uint64_t rt = start >> g_.refblock_bits; rt <= (start + n - 1) >> g_.refblock_bits; ++rt) {
@@ -245,7 +249,7 @@ Task<Result<uint64_t>> Refcounts::allocate(uint64_t n, uint64_t* fresh_from) {
     for (uint64_t c = start; c < start + n; ++c) {
       FLEECE_CO_RETURN_IF_ERROR(co_await change(c, +1));
     }
-    if (start == free_hint_) free_hint_ = start + n;
+    if (start == free_hint_) free_hint_ = start + n;  // else a shorter gap stays before it
     FLEECE_CO_RETURN_IF_ERROR(co_await ensure_file_size(start + n));
     if (fresh_from) *fresh_from = std::max(start, untouched_from_) << g_.cluster_bits;
     untouched_from_ = std::max(untouched_from_, start + n);
