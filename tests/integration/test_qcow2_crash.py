@@ -13,7 +13,8 @@ killed with SIGKILL at a random moment. Then:
 
 The image carries over from one iteration to the next, so later crashes hit images that
 have been crashed and repaired before. FLEECE_CRASH_ITERATIONS sets the iterations per
-case (default 20); FLEECE_CRASH_SEED fixes the random seed."""
+case (default 20); FLEECE_CRASH_SEED fixes the random seed; FLEECE_CRASH_QCOW2_OPTS gives
+the image's qemu-img create options (default cluster_size=65536)."""
 
 import os
 import random
@@ -38,6 +39,8 @@ ZERO = bytes(SECTOR)
 ITERATIONS = int(os.environ.get("FLEECE_CRASH_ITERATIONS", "20"))
 SEED = int(os.environ.get("FLEECE_CRASH_SEED", str(random.randrange(1 << 30))))
 MAX_IN_FLIGHT = 8
+# qemu-img create -o options of the crashed image (e.g. "cluster_size=4096,refcount_bits=1").
+CREATE_OPTS = os.environ.get("FLEECE_CRASH_QCOW2_OPTS", "cluster_size=65536")
 
 
 def run(cmd, cwd=None, timeout=60):
@@ -229,12 +232,13 @@ def test_crash_loop(tmp_path, case):
         base = tmp_path / "base.raw"
         with open(base, "wb") as f:  # distinct content in every sector of the base
             f.write(b"".join(struct.pack("<IIQ", 0xBA5E, 0, s) * 32 for s in range(NSECT)))
-        r = run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base.name, "-F", "raw",
+        r = run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", CREATE_OPTS,
+                 "-b", base.name, "-F", "raw",
                  img.name, str(SIZE)], cwd=tmp_path)
         raw = base.read_bytes()
         backing = [raw[s * SECTOR:(s + 1) * SECTOR] for s in range(NSECT)]
     else:
-        r = run(["qemu-img", "create", "-q", "-f", "qcow2", img, str(SIZE)])
+        r = run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", CREATE_OPTS, img, str(SIZE)])
         backing = [ZERO] * NSECT
     assert r.returncode == 0, r.stderr
     state = read_image(img, tmp_path / "start.raw")
