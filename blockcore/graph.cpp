@@ -103,6 +103,7 @@ Result<BlockNodePtr> Graph::open_locked(const NodeSpec& spec, const std::string&
   req.backing_child = std::move(backing_child);
   req.data_file_child = std::move(data_file_child);
   req.chain = chain;
+  req.on_corruption = on_corruption_;
   req.open_implicit_child = implicit_opener(s.node_name, chain, added);
   Result<BlockNodePtr> node = driver->open(req);
   if (!node.is_ok()) {

@@ -45,6 +45,8 @@ class Graph {
   Graph& operator=(const Graph&) = delete;
 
   io::BlockingPool& pool() { return pool_; }
+  // Passed to every node opened from now on (see CorruptionHandler). Set before adding.
+  void set_corruption_handler(CorruptionHandler h) { on_corruption_ = std::move(h); }
   const NodeFactory& factory() const { return factory_; }
 
   // Opens the node `spec` describes (and its inline children) and registers it under
@@ -115,6 +117,7 @@ class Graph {
 
   io::BlockingPool& pool_;
   const NodeFactory factory_;
+  CorruptionHandler on_corruption_;
   mutable std::mutex mu_;
   std::map<std::string, Entry> nodes_;                 // GUARDED_BY(mu_)
   std::map<std::string, std::vector<NodeUse>> users_;  // GUARDED_BY(mu_) declared users

@@ -33,6 +33,10 @@ inline constexpr unsigned kMaxImplicitChainDepth = 64;
 using ImplicitChildOpener =
     std::function<Result<BlockNodePtr>(const NodeSpec& spec, const ChainContext& chain)>;
 
+// Told when a node finds its image corrupt (it has turned read-only): the node name and
+// what was found. Called from any I/O thread; must not block.
+using CorruptionHandler = std::function<void(const std::string& node_name, const std::string& message)>;
+
 // Everything an open function gets. spec.node_name is final (generated for inline
 // children); the children are resolved by the graph for drivers that take them.
 struct OpenRequest {
@@ -47,6 +51,7 @@ struct OpenRequest {
   BlockNodePtr data_file_child;
   ImplicitChildOpener open_implicit_child;
   ChainContext chain;
+  CorruptionHandler on_corruption;  // may be empty
 };
 
 struct DriverEntry {

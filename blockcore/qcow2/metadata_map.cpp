@@ -61,7 +61,10 @@ Status MetadataMap::check(uint64_t offset, uint64_t length) const {
 Status MetadataMap::check_except(uint64_t offset, uint64_t length, MetadataKind self_kind,
                                  uint64_t self_offset) const {
   if (length == 0) return Status::ok();
-  const uint64_t end = offset + length;
+  // Whole clusters, as QEMU checks: a structure owns every cluster it touches.
+  const uint64_t mask = cluster_size_ - 1;
+  const uint64_t end = (offset + length + mask) & ~mask;
+  offset &= ~mask;
   auto hit = [&](MetadataKind kind, uint64_t at) {
     return Status::io_error("a write to [" + std::to_string(offset) + ", " +
                             std::to_string(end) + ") would overwrite " + metadata_kind_name(kind) +
@@ -69,7 +72,9 @@ Status MetadataMap::check_except(uint64_t offset, uint64_t length, MetadataKind 
   };
   for (const Range& r : ranges_) {
     if (r.kind == self_kind && r.offset == self_offset) continue;
-    if (offset < r.offset + r.length && r.offset < end) return hit(r.kind, r.offset);
+    const uint64_t r_begin = r.offset & ~mask;
+    const uint64_t r_end = (r.offset + r.length + mask) & ~mask;
+    if (offset < r_end && r_begin < end) return hit(r.kind, r.offset);
   }
   for (MetadataKind kind : {MetadataKind::kActiveL2, MetadataKind::kRefcountBlock}) {
     const std::set<uint64_t>& set = *clusters_of(kind);

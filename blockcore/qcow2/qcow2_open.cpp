@@ -78,6 +78,7 @@ Result<BlockNodePtr> open_implicit(const OpenRequest& r, const NodeSpec& spec,
   }
   OpenRequest child{spec, r.pool, file.value()};
   child.chain = chain;
+  child.on_corruption = r.on_corruption;
   return open_qcow2_node(child);
 }
 
@@ -199,6 +200,12 @@ Task<Result<BlockNodePtr>> open_async(const OpenRequest& r) {
   const size_t rb_cache = static_cast<size_t>(
       std::clamp<uint64_t>(kRefblockCacheBytes / g.cluster_size, 4, 1024));
   auto image = std::make_unique<Image>(spec.node_name, h, files, read_only, l2_cache, rb_cache);
+  if (r.on_corruption) {
+    image->set_corruption_handler(
+        [handler = r.on_corruption, name = spec.node_name](const std::string& msg) {
+          handler(name, msg);
+        });
+  }
   {
     AsyncMutex::Guard meta = co_await image->meta_lock().lock();
     if (Status s = co_await image->load(); !s.is_ok()) {

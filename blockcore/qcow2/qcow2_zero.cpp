@@ -92,7 +92,9 @@ Task<Status> Qcow2Node::zero_clusters(uint64_t first, uint64_t count, bool unmap
       const L2Entry& old = entries[i];
       L2Entry& e = updated[i];
       const bool ours = old.has_host(g) && old.copied();
-      const bool keep_host = !unmap && ours;
+      // v2 has no zero flag: a zeroed cluster is deallocated (only done without a
+      // backing file, where unallocated reads as zeroes).
+      const bool keep_host = !unmap && ours && zero_flag;
       if (g.extended_l2) {
         e.word = keep_host ? old.word : 0;
         e.bitmap = (discard && !has_backing) ? 0 : kAllZeroBits;

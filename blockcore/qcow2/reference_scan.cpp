@@ -412,8 +412,10 @@ void Scanner::parse_bitmap_directory(std::span<const std::byte> dir,
 }
 
 Task<Status> Scanner::scan_bitmaps() {
-  // QEMU ignores the extension unless autoclear bit 0 says it is consistent.
-  if (!h_.bitmaps || !(h_.autoclear_features & kAutoclearBitmaps)) co_return Status::ok();
+  // Counted whenever the extension is present, even with autoclear bit 0 clear (fleece
+  // clears it while it does not maintain bitmaps): the header still points at these
+  // clusters, so reclaiming them as leaks would let new data overwrite them.
+  if (!h_.bitmaps) co_return Status::ok();
   const BitmapsExtension& ext = *h_.bitmaps;
   if (ext.directory_size == 0 || ext.directory_size > kMaxBitmapDirectoryBytes) {
     problem("the bitmap directory size " + std::to_string(ext.directory_size) +

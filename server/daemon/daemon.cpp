@@ -51,7 +51,13 @@ Daemon::Daemon(config::Config cfg, DaemonOptions options)
       signals_(main_io_),
       pool_(config_.server.blocking_threads),
       graph_(pool_),
-      applier_(graph_, exports_) {}
+      applier_(graph_, exports_) {
+  // QEMU's event for an image found corrupt (fatal: the node turned read-only).
+  graph_.set_corruption_handler([events = events_](const std::string& node, const std::string& msg) {
+    events->emit("BLOCK_IMAGE_CORRUPTED",
+                 {{"device", ""}, {"node-name", node}, {"msg", msg}, {"fatal", true}});
+  });
+}
 
 Daemon::~Daemon() {
   for (auto& io : io_contexts_) io->stop();
@@ -85,6 +91,7 @@ Status Daemon::start(std::vector<ActivatedSocket> activated) {
   commands_ = std::make_unique<control::CommandTable>(control::make_default_command_table());
   command_context_ = std::make_unique<control::CommandContext>(
       control::CommandContext{graph_, exports_});
+  command_context_->events = events_;
   // block-export-del in QEMU's default "safe" mode refuses exports with clients.
   command_context_->export_clients = [server = nbd_server_.get()](const Export& e) {
     return server->connection_count(e);

@@ -23,6 +23,7 @@
 #include "server/daemon/config_apply.h"
 #include "server/daemon/listener.h"
 #include "server/daemon/socket_activation.h"
+#include "server/control/event_sink.h"
 #include "server/export/export_registry.h"
 
 namespace server::nbd {
@@ -74,6 +75,8 @@ class Daemon {
   asio::signal_set signals_;
 
   blockcore::io::BlockingPool pool_;
+  // Before graph_: nodes report corruption to it from the first open on.
+  std::shared_ptr<control::EventSink> events_ = std::make_shared<control::EventSink>();
   blockcore::Graph graph_;
   ExportRegistry exports_;
   ConfigApplier applier_;
