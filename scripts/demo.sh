@@ -13,11 +13,16 @@ cmake --build build -j"$(nproc)"
 
 demo=${FLEECE_DEMO_DIR:-/tmp/fleece-demo}
 mkdir -p "$demo"
-disk=$demo/disk0.raw
+base=$demo/disk0-base.raw
+disk=$demo/disk0.qcow2
 golden=$demo/golden.raw
+# disk0: a qcow2 overlay over a raw base image (a two-layer chain).
 if [ ! -e "$disk" ]; then
-  qemu-img create -q -f raw "$disk" 1G
-  qemu-io -f raw -c 'write -P 0x61 0 4M' -c 'write -P 0x62 512M 1M' "$disk" >/dev/null
+  rm -f "$base"
+  qemu-img create -q -f raw "$base" 1G
+  qemu-io -f raw -c 'write -P 0x61 0 4M' -c 'write -P 0x62 512M 1M' "$base" >/dev/null
+  qemu-img create -q -f qcow2 -b "$(basename "$base")" -F raw "$disk" 1G
+  qemu-io -f qcow2 -c 'write -P 0x63 1M 1M' "$disk" >/dev/null
 fi
 if [ ! -e "$golden" ]; then
   qemu-img create -q -f raw "$golden" 64M
@@ -35,7 +40,7 @@ log:
   level: info
 nodes:
   - node-name: disk0
-    driver: raw
+    driver: qcow2          # its backing file comes from the image header
     file: { driver: file, filename: $disk }
   - node-name: golden
     driver: raw
@@ -44,8 +49,9 @@ nodes:
 exports:
   - name: disk0
     node: disk0
-    description: "demo disk (writable, 1 GiB, sparse)"
+    description: "demo disk (writable qcow2 over a raw base, 1 GiB)"
     writable: true
+    allocation-depth: true
   - name: golden
     node: golden
     description: "demo golden image (read-only)"
@@ -59,8 +65,9 @@ fleeced demo: serving $demo/fleeced.yaml
 Try, in another terminal:
   nbdinfo --list nbd://127.0.0.1:10809
   nbdinfo --map nbd://127.0.0.1:10809/disk0
+  nbdinfo --map=qemu:allocation-depth nbd://127.0.0.1:10809/disk0
   nbdcopy nbd://127.0.0.1:10809/golden $demo/golden-copy.raw
-  qemu-io -f raw -c 'read -P 0x61 0 4M' nbd://127.0.0.1:10809/disk0
+  qemu-io -f raw -c 'read -P 0x63 1M 1M' nbd://127.0.0.1:10809/disk0
   $root/build/bin/fleecectl --socket $demo/control.sock exports
   $root/build/bin/fleecectl --socket $demo/control.sock nodes
   kill -HUP \$(pidof fleeced)      # re-read the config (edit exports first)
