@@ -129,6 +129,12 @@ Task<Status> Qcow2Node::write_table_chunk(uint64_t off, std::span<const std::byt
             co_return co_await image_->fail(Status::error(EUCLEAN, o.message()));
           }
         }
+      } else if (!external && p.old.has_host(g) &&
+                 !image_->map().check(p.old.host_offset(), g.cluster_size).is_ok()) {
+        // A "shared" cluster that is really metadata: copying away from it would free it.
+        co_return co_await image_->fail(Status::error(
+            EUCLEAN, "the L2 entry for guest offset " + std::to_string(p.cluster_off) +
+                         " points into metadata at " + std::to_string(p.old.host_offset())));
       } else if (external) {
         p.action = Action::kNew;
         p.host = p.cluster_off;  // external data files map guest offsets 1:1
@@ -143,7 +149,8 @@ Task<Status> Qcow2Node::write_table_chunk(uint64_t off, std::span<const std::byt
         continue;
       }
       size_t j = i;
-      while (j < count && plans[j].action == Action::kNew) ++j;
+      const uint64_t max_run = image_->refcounts().max_run();
+      while (j < count && plans[j].action == Action::kNew && j - i < max_run) ++j;
       uint64_t fresh_from = UINT64_MAX;
       Result<uint64_t> host = co_await image_->refcounts().allocate(j - i, &fresh_from);
       if (!host.is_ok()) {

@@ -91,6 +91,11 @@ Task<Status> Qcow2Node::zero_clusters(uint64_t first, uint64_t count, bool unmap
     for (size_t i = 0; i < n; ++i) {
       const L2Entry& old = entries[i];
       L2Entry& e = updated[i];
+      if (!external && old.has_host(g)) {
+        if (Status o = image_->map().check(old.host_offset(), g.cluster_size); !o.is_ok()) {
+          co_return co_await image_->fail(Status::error(EUCLEAN, o.message()));
+        }
+      }
       const bool ours = old.has_host(g) && old.copied();
       // v2 has no zero flag: a zeroed cluster is deallocated (only done without a
       // backing file, where unallocated reads as zeroes).

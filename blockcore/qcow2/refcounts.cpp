@@ -215,6 +215,9 @@ Task<Status> Refcounts::grow_table(uint64_t min_entries) {
 }
 
 Task<Result<uint64_t>> Refcounts::allocate(uint64_t n, uint64_t* fresh_from) {
+  if (n == 0 || n > max_run()) {
+    co_return Status::invalid("cannot allocate " + std::to_string(n) + " contiguous clusters");
+  }
   for (;;) {
     // The first run of n clusters with refcount 0 at or after the hint.
     uint64_t start = free_hint_;
@@ -267,7 +270,16 @@ Task<Result<std::vector<uint64_t>>> Refcounts::apply_deferred() {
   std::vector<uint64_t> freed;
   for (size_t i = 0; i < work.size(); ++i) {
     const auto [cluster, count] = work[i];
-    Status s = co_await change(cluster, -static_cast<int64_t>(count));
+    Status s;
+    Result<uint64_t> before = co_await get(cluster);
+    if (!before.is_ok()) {
+      s = before.status();
+    } else if (before.value() == count) {
+      // Freeing a cluster the metadata map says is live metadata: a lying entry.
+      Status o = map_.check(cluster << g_.cluster_bits, g_.cluster_size);
+      if (!o.is_ok()) s = corrupt("freeing cluster " + std::to_string(cluster) + ": " + o.message());
+    }
+    if (s.is_ok()) s = co_await change(cluster, -static_cast<int64_t>(count));
     if (!s.is_ok()) {
       // Keep what was not applied for the next attempt.
       deferred_.insert(deferred_.end(), work.begin() + static_cast<long>(i) + 1, work.end());

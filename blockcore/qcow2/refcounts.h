@@ -12,6 +12,7 @@
 // Threading: not thread-safe; every call is made under the image's metadata lock.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <set>
@@ -53,7 +54,10 @@ class Refcounts {
   // Allocates n contiguous free clusters with refcount 1 and makes the file long enough
   // to hold them. Returns the host byte offset. *fresh_from (if given) receives the host
   // offset from which the run was never written since open (reads as zeroes).
+  // REQUIRES: n <= max_run() (a longer run would always contain the first cluster of a
+  // range whose new refcount block lands there).
   Task<Result<uint64_t>> allocate(uint64_t n, uint64_t* fresh_from = nullptr);
+  uint64_t max_run() const { return std::max<uint64_t>(1, g_.refblock_entries / 2); }
   // Records a decrement to apply after the next durable L2 write-back.
   void defer_decrement(uint64_t cluster, uint64_t count = 1);
   bool has_deferred() const { return !deferred_.empty(); }
