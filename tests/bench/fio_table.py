@@ -30,6 +30,7 @@ def workload_title(wl):
         "seqwrite": "seq write 1M qd16",
         "randread": "rand read 4k qd32",
         "randwrite": "rand write 4k qd32",
+        "allocwrite": "allocating write 4k/64k cluster qd32",
     }[kind]
     return f"{desc}, {conns} conn" + ("" if conns == "1" else "s")
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks fleeced against qemu-nbd, nbdkit and qemu-storage-daemon serving the
 # same raw image in /dev/shm over Unix sockets, with fio's nbd engine, plus fio
-# directly on the file as the local limit. Prints a Markdown table of median IOPS and
+# directly on the file as the local limit. With --format qcow2 the same against
+# qemu-nbd and qemu-storage-daemon on a fully allocated qcow2 image and, for the
+# allocwrite workloads, on an empty qcow2 overlay over the filled raw image. Prints a Markdown table of median IOPS and
 # MiB/s with ratios and saves it (default build/bench/results.md).
 # See tests/bench/README.md. Run with --help for options.
 set -euo pipefail
@@ -24,6 +26,7 @@ wait_idle=${BENCH_WAIT_IDLE:-0}                 # max seconds to wait for an idl
 keep=${BENCH_KEEP:-0}                           # 1: keep the temp dir (image, logs)
 start_timeout=${BENCH_START_TIMEOUT:-15}
 syscalls=${BENCH_SYSCALLS:-0}                   # 1: extra pass counting server syscalls per request
+format=${BENCH_FORMAT:-raw}                     # raw | qcow2: the format of the served image
 
 usage() {
   cat <<EOF
@@ -33,7 +36,12 @@ Usage: tests/bench/run_bench.sh [options]
   --servers LIST        comma list of: fleeced qemu-nbd qemu-nbd-mt nbdkit qsd local
                         (default: $servers)
   --workloads LIST      comma list of: seqread-N seqwrite-N randread-N randwrite-N,
-                        N = connections (default: all with N = 1 and 4)
+                        allocwrite-N (qcow2 only), N = connections
+                        (default: all with N = 1 and 4; with qcow2 also allocwrite-1)
+  --format raw|qcow2    the served image: raw, or a fully allocated qcow2 (64 KiB
+                        clusters) converted from it; allocwrite-N writes 4 KiB into
+                        every 64 KiB cluster of a fresh empty qcow2 overlay over the
+                        filled raw image (nbdkit and local are left out) [BENCH_FORMAT]
   --runtime S           measured seconds per sample (default $runtime)      [BENCH_RUNTIME]
   --ramp S              warm-up seconds per sample (default $ramp)          [BENCH_RAMP]
   --repeats N           samples per (workload, server); median reported (default $repeats) [BENCH_REPEATS]
@@ -76,6 +84,8 @@ while [ $# -gt 0 ]; do
     --fleeced=*) FLEECED=${1#*=} ;;
     --wait-idle) wait_idle=$2; shift ;;
     --wait-idle=*) wait_idle=${1#*=} ;;
+    --format) format=$2; shift ;;
+    --format=*) format=${1#*=} ;;
     --keep) keep=1 ;;
     --syscalls) syscalls=1 ;;
     -h|--help) usage; exit 0 ;;
@@ -106,6 +116,20 @@ for tool in fio python3 numfmt timeout; do
 done
 fio --enghelp=nbd >/dev/null 2>&1 || die "this fio has no nbd ioengine"
 
+case "$format" in
+  raw) ;;
+  qcow2)
+    command -v qemu-img >/dev/null || die "--format qcow2 needs qemu-img"
+    # Only the default lists change; explicit --servers/--workloads are taken as given.
+    if [ -z "${BENCH_SERVERS:-}" ] && [ "$servers" = fleeced,qemu-nbd,qemu-nbd-mt,nbdkit,qsd,local ]; then
+      servers=fleeced,qemu-nbd,qemu-nbd-mt,qsd
+    fi
+    if [ -z "${BENCH_WORKLOADS:-}" ] && [ "$workloads" = seqread-1,seqread-4,seqwrite-1,seqwrite-4,randread-1,randread-4,randwrite-1,randwrite-4 ]; then
+      workloads=$workloads,allocwrite-1
+    fi
+    ;;
+  *) die "--format must be raw or qcow2, got '$format'" ;;
+esac
 IFS=, read -r -a server_list <<<"$servers"
 IFS=, read -r -a workload_list <<<"$workloads"
 
@@ -129,15 +153,27 @@ binary_of() {
     local) echo fio ;;
   esac
 }
-for s in "${server_list[@]}"; do label_of "$s" >/dev/null || die "unknown server '$s'"; done
+for s in "${server_list[@]}"; do
+  label_of "$s" >/dev/null || die "unknown server '$s'"
+  if [ "$format" = qcow2 ] && { [ "$s" = nbdkit ] || [ "$s" = local ]; }; then
+    die "server '$s' cannot serve qcow2 (use fleeced, qemu-nbd, qemu-nbd-mt, qsd)"
+  fi
+done
 for w in "${workload_list[@]}"; do
-  [[ $w =~ ^(seqread|seqwrite|randread|randwrite)-([0-9]+)$ ]] || die "unknown workload '$w'"
+  [[ $w =~ ^(seqread|seqwrite|randread|randwrite|allocwrite)-([0-9]+)$ ]] || die "unknown workload '$w'"
+  if [[ $w = allocwrite-* ]] && [ "$format" != qcow2 ]; then
+    die "workload '$w' needs --format qcow2"
+  fi
 done
 
 # ---- temp dir, cleanup -------------------------------------------------------------
 if [ ! -d "$shm" ] || [ ! -w "$shm" ]; then die "$shm is not a writable directory"; fi
 work=$(mktemp -d "$shm/fleece-bench.XXXXXX")
 img=$work/image.raw
+qimg=$work/image.qcow2          # --format qcow2: the fully allocated qcow2 image
+overlay=$work/overlay.qcow2     # allocwrite: an empty overlay over $img, new per sample
+serve_img=$img                  # what start_server serves, and as which format
+serve_fmt=raw
 server_pid=""
 fio_pid=""
 strace_pid=""
@@ -212,17 +248,17 @@ start_server() {  # key sock logfile -> sets server_pid; returns 1 if not ready
   case "$key" in
     fleeced)
       # shellcheck disable=SC2086
-      "$FLEECED" serve "$img" --name "$export_name" --listen "unix:$sock" --format raw \
+      "$FLEECED" serve "$serve_img" --name "$export_name" --listen "unix:$sock" --format "$serve_fmt" \
         $FLEECED_ARGS >"$logf" 2>&1 &
       ;;
     qemu-nbd)
-      qemu-nbd -f raw -t -e 16 -x "$export_name" -k "$sock" --cache=writeback --aio=threads \
-        "$img" >"$logf" 2>&1 &
+      qemu-nbd -f "$serve_fmt" -t -e 16 -x "$export_name" -k "$sock" --cache=writeback --aio=threads \
+        "$serve_img" >"$logf" 2>&1 &
       ;;
     qemu-nbd-mt)
       MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 \
-        qemu-nbd -f raw -t -e 16 -x "$export_name" -k "$sock" --cache=writeback --aio=threads \
-        "$img" >"$logf" 2>&1 &
+        qemu-nbd -f "$serve_fmt" -t -e 16 -x "$export_name" -k "$sock" --cache=writeback --aio=threads \
+        "$serve_img" >"$logf" 2>&1 &
       ;;
     nbdkit)
       nbdkit --unix "$sock" --foreground --exit-with-parent -e "$export_name" \
@@ -230,8 +266,8 @@ start_server() {  # key sock logfile -> sets server_pid; returns 1 if not ready
       ;;
     qsd)
       qemu-storage-daemon \
-        --blockdev "driver=file,node-name=file0,filename=${img//,/,,},aio=threads,cache.direct=off" \
-        --blockdev driver=raw,node-name=disk0,file=file0 \
+        --blockdev "driver=file,node-name=file0,filename=${serve_img//,/,,},aio=threads,cache.direct=off" \
+        --blockdev "driver=$serve_fmt,node-name=disk0,file=file0" \
         --nbd-server "addr.type=unix,addr.path=${sock//,/,,}" \
         --export "type=nbd,id=exp0,node-name=disk0,name=$export_name,writable=on" \
         >"$logf" 2>&1 &
@@ -269,10 +305,18 @@ fio_args_for() {  # workload server-key sock -> prints fio args, one per line
     seqwrite) rw="write"; bs=1M; qd=16 ;;
     randread) rw=randread; bs=4k; qd=32 ;;
     randwrite) rw=randwrite; bs=4k; qd=32 ;;
+    allocwrite) rw=write:60k; bs=4k; qd=32 ;;  # one 4 KiB write per 64 KiB cluster
   esac
   printf '%s\n' --name="$wl" --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs="$jobs" \
-    --group_reporting --time_based --runtime="${runtime}s" --ramp_time="${ramp}s" \
-    --output-format=json
+    --group_reporting --output-format=json
+  if [ "$kind" = allocwrite ]; then
+    # Not time based: every cluster of the overlay is written exactly once (a second
+    # pass would no longer allocate). Each job allocates its own 1/N of the disk.
+    local part=$(( size_bytes / jobs / mib * mib ))
+    printf '%s\n' --size="$part" --io_size="$(( part / 16 ))" --offset_increment="$part"
+  else
+    printf '%s\n' --time_based --runtime="${runtime}s" --ramp_time="${ramp}s"
+  fi
   if [ "$jobs" -gt 1 ] && [[ $kind = seq* ]]; then
     # Each sequential job streams through its own quarter (or 1/N) of the image.
     local part=$(( size_bytes / jobs / mib * mib ))
@@ -296,6 +340,23 @@ printf 'round\tworkload\tserver\tstatus\tjson\tserver_cpu_s\tmeasured_s\tbusy_be
 
 log "writing a $size image to $img"
 dd if=/dev/urandom of="$img" bs=1M count=$((size_bytes / mib)) iflag=fullblock status=none
+if [ "$format" = qcow2 ]; then
+  log "converting it to a fully allocated qcow2 image $qimg (64 KiB clusters)"
+  qemu-img convert -q -f raw -O qcow2 -o cluster_size=65536 "$img" "$qimg"
+  serve_img=$qimg
+  serve_fmt=qcow2
+fi
+main_img=$serve_img
+# allocwrite samples each get a fresh empty overlay over the filled raw image.
+prepare_image() {  # workload
+  if [[ $1 = allocwrite-* ]]; then
+    rm -f "$overlay"
+    qemu-img create -q -f qcow2 -o cluster_size=65536 -b "$img" -F raw "$overlay" "$size_bytes"
+    serve_img=$overlay
+  else
+    serve_img=$main_img
+  fi
+}
 
 if ! fio --name=probe --filename="$img" --ioengine=io_uring --rw=read --bs=4k --size=64k \
     --iodepth=4 --output=/dev/null >/dev/null 2>&1; then
@@ -345,8 +406,13 @@ meta=$raw_dir/meta.tsv
     printf 'fleeced\t%s, %s, repo HEAD at run start %s\n' "$FLEECED" "${fv:-version unknown}" \
       "$(git -C "$repo_root" describe --always --dirty 2>/dev/null || echo '?')"
   fi
-  printf 'image\t%s raw file in %s (%s), fully written before the run\n' \
-    "$size" "$shm" "$(stat -f -c %T "$shm")"
+  if [ "$format" = qcow2 ]; then
+    printf 'image\t%s qcow2 (64 KiB clusters, fully allocated, converted from a raw file of random data) in %s (%s); allocwrite: a fresh empty qcow2 overlay (64 KiB clusters) over that raw file per sample\n' \
+      "$size" "$shm" "$(stat -f -c %T "$shm")"
+  else
+    printf 'image\t%s raw file in %s (%s), fully written before the run\n' \
+      "$size" "$shm" "$(stat -f -c %T "$shm")"
+  fi
   printf 'runtime\t%s\n' "$runtime"
   printf 'ramp\t%s\n' "$ramp"
   printf 'repeats\t%s\n' "$repeats"
@@ -375,15 +441,17 @@ for ((round = 1; round <= repeats; round++)); do
       status=ok
       cpu_s=""
       measured=""
+      prepare_image "$wl"
       if [ "$s" != local ] && ! start_server "$s" "$sock" "$raw_dir/$wl.$s.r$round.server.log"; then
         status=server-start-failed
       else
         mapfile -t fargs < <(fio_args_for "$wl" "$s" "$sock")
-        timeout -k 5 $((runtime + ramp + 60)) fio "${fargs[@]}" --output="$json" >/dev/null 2>"$errf" &
+        timeout -k 5 $((runtime + ramp + 300)) fio "${fargs[@]}" --output="$json" >/dev/null 2>"$errf" &
         fio_pid=$!
         c0=0; t0=0
         if [ -n "$server_pid" ]; then
-          sleep "$ramp"
+          # allocwrite has no warm-up: its server CPU is counted from the start.
+          [[ $wl = allocwrite-* ]] || sleep "$ramp"
           c0=$(proc_cpu_ticks "$server_pid"); t0=$(date +%s%N)
         fi
         frc=0
@@ -421,6 +489,7 @@ if [ "$syscalls" = 1 ]; then
       json=$raw_dir/$wl.$s.strace.json
       sfile=$raw_dir/$wl.$s.strace.txt
       sock=$work/$s.sock
+      prepare_image "$wl"
       if ! start_server "$s" "$sock" "$raw_dir/$wl.$s.strace.server.log"; then
         log "syscalls: $s did not start for $wl"
         continue
