@@ -567,6 +567,69 @@ TEST(Qcow2NodeTest, V2OverlayWithBacking) {
   expect_content(top, m);
 }
 
+TEST(Qcow2NodeTest, LazyRefcountsAndRefcountWidths) {
+  FLEECE_REQUIRE_QEMU();
+  for (const char* opts : {"lazy_refcounts=on", "refcount_bits=1", "refcount_bits=8",
+                           "refcount_bits=32,cluster_size=4k", "refcount_bits=64,cluster_size=64k"}) {
+    SCOPED_TRACE(opts);
+    Fixture fx;
+    const std::string img = fx.path("a.qcow2");
+    const uint64_t size = 4 * M;
+    create_image(img, size, opts);
+    qemu_io(img, "-c 'write -P 0x42 100k 300k'");
+    Model m(size);
+    std::memset(m.bytes.data() + 100 * K, 0x42, 300 * K);
+    BlockNodePtr n = fx.open(img);
+    ASSERT_TRUE(n);
+    for (uint64_t i = 0; i < 6; ++i) {
+      auto p = pattern(70 * K, static_cast<uint32_t>(i));
+      ASSERT_TRUE(write(*n, i * 500 * K + 3, p).is_ok());
+      m.write(i * 500 * K + 3, p);
+    }
+    ASSERT_TRUE(zero(*n, 128 * K, 128 * K, IoFlags::kMayTrim).is_ok());
+    m.zero(128 * K, 128 * K);
+    ASSERT_TRUE(discard(*n, 1 * M, 1 * M).is_ok());
+    m.zero(1 * M, 1 * M);
+    ASSERT_TRUE(write(*n, 1 * M + 5, pattern(10, 9)).is_ok());
+    m.write(1 * M + 5, pattern(10, 9));
+    expect_reads(*n, m, 0, size);
+    n.reset();
+    expect_check_clean(img);
+    expect_content(img, m);
+  }
+}
+
+TEST(Qcow2NodeTest, BackingShorterThanTheOverlay) {
+  FLEECE_REQUIRE_QEMU();
+  Fixture fx;
+  const std::string base = fx.path("base.qcow2");
+  const std::string top = fx.path("top.qcow2");
+  const uint64_t bsize = 1 * M + 32 * K, size = 3 * M;  // backing ends mid-cluster
+  create_image(base, bsize);
+  qemu_io(base, "-c 'write -P 0x61 0 " + std::to_string(bsize) + "'");
+  create_image(top, size, "", "-b " + sq(base) + " -F qcow2");
+  Model m(size);
+  std::memset(m.bytes.data(), 0x61, bsize);
+  BlockNodePtr n = fx.open(top);
+  ASSERT_TRUE(n);
+  expect_reads(*n, m, 0, size);
+  ExtentList st = status(*n, 0, size);
+  EXPECT_EQ(extent_at(st, 0, bsize - 1).depth, 2u);
+  EXPECT_EQ(extent_at(st, 0, bsize).depth, 0u);
+  EXPECT_EQ(extent_at(st, 0, bsize).flags, kExtentZero | kExtentHole);
+  // Partial writes in the cluster that straddles the backing's end.
+  ASSERT_TRUE(write(*n, bsize - 100, pattern(50, 1)).is_ok());
+  m.write(bsize - 100, pattern(50, 1));
+  ASSERT_TRUE(write(*n, bsize + 10, pattern(50, 2)).is_ok());
+  m.write(bsize + 10, pattern(50, 2));
+  ASSERT_TRUE(zero(*n, 1 * M + 64 * K, 64 * K, IoFlags::kFastZero).is_ok());
+  m.zero(1 * M + 64 * K, 64 * K);
+  expect_reads(*n, m, 0, size);
+  n.reset();
+  expect_check_clean(top);
+  expect_content(top, m);
+}
+
 TEST(Qcow2NodeTest, ReadOnlyNodeRefusesWrites) {
   FLEECE_REQUIRE_QEMU();
   Fixture fx;
