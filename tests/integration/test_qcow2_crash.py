@@ -14,7 +14,7 @@ killed with SIGKILL at a random moment. Then:
 The image carries over from one iteration to the next, so later crashes hit images that
 have been crashed and repaired before. FLEECE_CRASH_ITERATIONS sets the iterations per
 case (default 20); FLEECE_CRASH_SEED fixes the random seed; FLEECE_CRASH_QCOW2_OPTS gives
-the image's qemu-img create options (default cluster_size=65536)."""
+the image's qemu-img create options for every case."""
 
 import os
 import random
@@ -39,8 +39,16 @@ ZERO = bytes(SECTOR)
 ITERATIONS = int(os.environ.get("FLEECE_CRASH_ITERATIONS", "20"))
 SEED = int(os.environ.get("FLEECE_CRASH_SEED", str(random.randrange(1 << 30))))
 MAX_IN_FLIGHT = 8
-# qemu-img create -o options of the crashed image (e.g. "cluster_size=4096,refcount_bits=1").
-CREATE_OPTS = os.environ.get("FLEECE_CRASH_QCOW2_OPTS", "cluster_size=65536")
+# qemu-img create -o options of the crashed image, overriding every case's own
+# (e.g. "cluster_size=4096,refcount_bits=1").
+CREATE_OPTS = os.environ.get("FLEECE_CRASH_QCOW2_OPTS")
+# case -> (over a raw backing file, qemu-img create options)
+CASES = {
+    "plain": (False, "cluster_size=65536"),
+    "backing": (True, "cluster_size=65536"),
+    # Subclusters: 16 KiB clusters of 32 x 512-byte subclusters, over a backing file.
+    "extl2-backing": (True, "cluster_size=16384,extended_l2=on"),
+}
 
 
 def run(cmd, cwd=None, timeout=60):
@@ -224,21 +232,23 @@ def qemu_check(img):
     return r.returncode, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("case", ["plain", "backing"])
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_crash_loop(tmp_path, case):
     rng = random.Random(f"{SEED}-{case}")
     img = tmp_path / "disk.qcow2"
-    if case == "backing":
+    with_backing, opts = CASES[case]
+    opts = CREATE_OPTS or opts
+    if with_backing:
         base = tmp_path / "base.raw"
         with open(base, "wb") as f:  # distinct content in every sector of the base
             f.write(b"".join(struct.pack("<IIQ", 0xBA5E, 0, s) * 32 for s in range(NSECT)))
-        r = run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", CREATE_OPTS,
+        r = run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", opts,
                  "-b", base.name, "-F", "raw",
                  img.name, str(SIZE)], cwd=tmp_path)
         raw = base.read_bytes()
         backing = [raw[s * SECTOR:(s + 1) * SECTOR] for s in range(NSECT)]
     else:
-        r = run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", CREATE_OPTS, img, str(SIZE)])
+        r = run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", opts, img, str(SIZE)])
         backing = [ZERO] * NSECT
     assert r.returncode == 0, r.stderr
     state = read_image(img, tmp_path / "start.raw")
