@@ -129,18 +129,53 @@ Task<Status> Image::write_table_location(uint64_t offset, uint32_t clusters) {
   co_return Status::ok();
 }
 
-Task<Status> Image::clear_unmaintained_autoclear_bits() {
+Task<Status> Image::protect_unmaintained_structures() {
   if (read_only_ || header_.version < 3) co_return Status::ok();
-  // A writer must clear the autoclear bits of features it does not keep up to date:
-  // the bitmaps (until fleece maintains them) and any bit it does not know, so QEMU
-  // treats those structures as stale instead of trusting them after our writes.
-  const uint64_t keep = kAutoclearDataFileRaw;
-  const uint64_t autoclear = header_.autoclear_features & keep;
-  if (autoclear == header_.autoclear_features) co_return Status::ok();
-  FLEECE_CO_RETURN_IF_ERROR(co_await write_header_u64(kAutoclearFeaturesField, autoclear));
-  FLEECE_CO_RETURN_IF_ERROR(co_await files_.file->flush());
-  header_.autoclear_features = autoclear;
-  co_return Status::ok();
+  // Bitmaps fleece does not yet keep current: flag each one in_use (as QEMU does when
+  // it opens an image read-write), so QEMU never trusts one after our writes; the
+  // clusters stay referenced, so qemu-img check sees no leaks.
+  if (header_.bitmaps && (header_.autoclear_features & kAutoclearBitmaps)) {
+    FLEECE_CO_RETURN_IF_ERROR(co_await mark_bitmaps_in_use());
+  }
+  // Any autoclear bit fleece does not know is cleared, as the spec demands of a writer.
+  const uint64_t autoclear =
+      header_.autoclear_features & (kAutoclearDataFileRaw | kAutoclearBitmaps);
+  if (autoclear != header_.autoclear_features) {
+    FLEECE_CO_RETURN_IF_ERROR(co_await write_header_u64(kAutoclearFeaturesField, autoclear));
+    header_.autoclear_features = autoclear;
+  }
+  co_return co_await files_.file->flush();
+}
+
+Task<Status> Image::mark_bitmaps_in_use() {
+  constexpr uint64_t kEntryFixedBytes = 24;
+  constexpr uint32_t kFlagInUse = 1;
+  const BitmapsExtension& ext = *header_.bitmaps;
+  std::vector<std::byte> dir(ext.directory_size);
+  FLEECE_CO_RETURN_IF_ERROR(co_await files_.file->read(ext.directory_offset, dir));
+  bool changed = false;
+  uint64_t pos = 0;
+  for (uint32_t i = 0; i < ext.nb_bitmaps; ++i) {
+    if (pos + kEntryFixedBytes > dir.size()) {
+      co_return Status::invalid("the bitmap directory is shorter than its " +
+                                std::to_string(ext.nb_bitmaps) + " entries");
+    }
+    const uint32_t flags = load_be32(dir.data() + pos + 12);
+    const uint16_t name_size = load_be16(dir.data() + pos + 18);
+    const uint32_t extra = load_be32(dir.data() + pos + 20);
+    if (!(flags & kFlagInUse)) {
+      store_be32(dir.data() + pos + 12, flags | kFlagInUse);
+      changed = true;
+    }
+    pos += (kEntryFixedBytes + extra + name_size + 7) & ~uint64_t{7};
+  }
+  if (!changed) co_return Status::ok();
+  if (Status s = map_.check_except(ext.directory_offset, dir.size(), MetadataKind::kBitmapDirectory,
+                                   ext.directory_offset);
+      !s.is_ok()) {
+    co_return Status::invalid("the bitmap directory overlaps other metadata: " + s.message());
+  }
+  co_return co_await files_.file->write(ext.directory_offset, dir, IoFlags::kNone);
 }
 
 Task<Status> Image::prepare_modify() {

@@ -70,9 +70,10 @@ class Image {
   const std::vector<SnapshotEntry>& snapshots() const { return snapshots_; }
   void set_corruption_handler(CorruptionHandler h) { on_corrupt_ = std::move(h); }
 
-  // At a read-write open: clears the autoclear bits of structures fleece does not keep
-  // current (bitmaps, unknown bits), durably, before any data is written.
-  Task<Status> clear_unmaintained_autoclear_bits();
+  // At a read-write open, durably and before any data is written: flags every
+  // persistent bitmap in_use (fleece does not keep them current yet, so QEMU must not
+  // trust them) and clears unknown autoclear bits.
+  Task<Status> protect_unmaintained_structures();
   // Before changing metadata: EROFS/EIO when the image may not be written, and the
   // dirty bit set durably on the first call.
   Task<Status> prepare_modify();
@@ -92,6 +93,7 @@ class Image {
 
  private:
   Task<Status> write_header_u64(uint64_t offset, uint64_t value);
+  Task<Status> mark_bitmaps_in_use();
   Task<Status> write_table_location(uint64_t offset, uint32_t clusters);
   Task<Status> sync();
 

@@ -212,7 +212,7 @@ Task<Result<BlockNodePtr>> open_async(const OpenRequest& r) {
       co_return s.with_context("'" + image_file + "'");
     }
     if (!read_only) {
-      if (Status s = co_await image->clear_unmaintained_autoclear_bits(); !s.is_ok()) {
+      if (Status s = co_await image->protect_unmaintained_structures(); !s.is_ok()) {
         co_return s.with_context("'" + image_file + "'");
       }
     }

@@ -412,9 +412,9 @@ void Scanner::parse_bitmap_directory(std::span<const std::byte> dir,
 }
 
 Task<Status> Scanner::scan_bitmaps() {
-  // Counted whenever the extension is present, even with autoclear bit 0 clear (fleece
-  // clears it while it does not maintain bitmaps): the header still points at these
-  // clusters, so reclaiming them as leaks would let new data overwrite them.
+  // Counted whenever the extension is present, even with autoclear bit 0 clear (QEMU
+  // then ignores the bitmaps, but the header still points at these clusters, so
+  // reclaiming them as leaks would let new data overwrite them).
   if (!h_.bitmaps) co_return Status::ok();
   const BitmapsExtension& ext = *h_.bitmaps;
   if (ext.directory_size == 0 || ext.directory_size > kMaxBitmapDirectoryBytes) {

@@ -271,11 +271,9 @@ TEST(Qcow2NodeIntegrityTest, ExtendedL2SubclusterWriteIntoTheL1TableMarksCorrupt
 // Without the copied flag the entry looks shared: a write copies the cluster elsewhere
 // and drops a reference from the "old" host cluster — which is the L1 table. Its
 // refcount then reaches 0 and the write-back frees it (and punches a hole into it).
-// Freeing a cluster that holds live metadata must be treated as corruption, never done.
-// BUG (reported): today the write and the flush succeed, apply_deferred() frees the L1
-// table's cluster and write_back() discards it: guest cluster 0 reads as zeroes after
-// reopening, and the image is not marked corrupt. Disabled until fixed.
-TEST(Qcow2NodeIntegrityTest, DISABLED_CopyOnWriteAwayFromTheL1TableNeverFreesIt) {
+// Freeing a cluster that holds live metadata must be treated as corruption, never done
+// (a regression test: the write once succeeded and the flush freed the L1 table).
+TEST(Qcow2NodeIntegrityTest, CopyOnWriteAwayFromTheL1TableNeverFreesIt) {
   FLEECE_REQUIRE_QEMU();
   Fixture fx;
   CorruptImage c;
