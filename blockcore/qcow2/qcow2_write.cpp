@@ -170,13 +170,33 @@ Task<Status> Qcow2Node::write_table_chunk(uint64_t off, std::span<const std::byt
   }
 
   // 2. Data, without the metadata lock (the exclusive range lock keeps others out).
+  // Clusters the write covers whole, on consecutive host clusters, go out as one write.
+  auto whole = [&](size_t k) {
+    return plans[k].cluster_off >= off && plans[k].cluster_off + g.cluster_size <= end;
+  };
   Status data_status;
-  for (ClusterPlan& p : plans) {
-    const uint64_t seg_begin = std::max(off, p.cluster_off);
-    const uint64_t seg_end = std::min(end, p.cluster_off + g.cluster_size);
-    data_status = co_await write_cluster(p.cluster_off, p.old, p.action, p.host, p.fresh, seg_begin,
-                                         buf.subspan(seg_begin - off, seg_end - seg_begin), p.updated);
-    if (!data_status.is_ok()) break;
+  for (size_t i = 0; i < count && data_status.is_ok();) {
+    size_t j = i + 1;
+    if (whole(i)) {
+      while (j < count && whole(j) && plans[j].host == plans[j - 1].host + g.cluster_size) ++j;
+    }
+    if (j - i > 1) {
+      const uint64_t bytes = uint64_t{j - i} << g.cluster_bits;
+      data_status = co_await image_->data().write(
+          plans[i].host, buf.subspan(plans[i].cluster_off - off, bytes), IoFlags::kNone);
+      for (size_t k = i; k < j; ++k) {
+        plans[k].updated.word = plans[k].host | kFlagCopied;
+        plans[k].updated.bitmap = g.extended_l2 ? kAllSubclusters : 0;
+      }
+    } else {
+      ClusterPlan& p = plans[i];
+      const uint64_t seg_begin = std::max(off, p.cluster_off);
+      const uint64_t seg_end = std::min(end, p.cluster_off + g.cluster_size);
+      data_status = co_await write_cluster(p.cluster_off, p.old, p.action, p.host, p.fresh,
+                                           seg_begin, buf.subspan(seg_begin - off, seg_end - seg_begin),
+                                           p.updated);
+    }
+    i = j;
   }
 
   // 3. Link the clusters (or give them back), under the metadata lock.

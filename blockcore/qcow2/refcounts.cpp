@@ -84,7 +84,10 @@ Task<Status> Refcounts::set(uint64_t cluster, uint64_t value) {
   TableCache::Ref ref = b.value();
   set_refcount(ref.bytes(), g_.refcount_order, cluster & (g_.refblock_entries - 1), value);
   ref.mark_dirty();
-  if (value == 0) free_hint_ = std::min(free_hint_, cluster);
+  if (value == 0) {
+    free_hint_ = std::min(free_hint_, cluster);
+    run_hint_ = std::min(run_hint_, cluster);
+  }
   co_return Status::ok();
 }
 
@@ -108,7 +111,10 @@ Task<Status> Refcounts::change(uint64_t cluster, int64_t delta) {
   }
   set_refcount(ref.bytes(), g_.refcount_order, index, now);
   ref.mark_dirty();
-  if (now == 0) free_hint_ = std::min(free_hint_, cluster);
+  if (now == 0) {
+    free_hint_ = std::min(free_hint_, cluster);
+    run_hint_ = std::min(run_hint_, cluster);
+  }
   co_return Status::ok();
 }
 
@@ -220,7 +226,8 @@ Task<Result<uint64_t>> Refcounts::allocate(uint64_t n, uint64_t* fresh_from) {
   }
   for (;;) {
     // The first run of n clusters with refcount 0 at or after the hint.
-    uint64_t start = free_hint_;
+    const uint64_t from = n == 1 ? free_hint_ : std::max(free_hint_, run_hint_);
+    uint64_t start = from;
     uint64_t len = 0;
     uint64_t first_free = UINT64_MAX;
     while (len < n) {
@@ -234,8 +241,9 @@ Task<Result<uint64_t>> Refcounts::allocate(uint64_t n, uint64_t* fresh_from) {
         ++len;
       }
     }
-    // Nothing below first_free is free; the hint moves past the run when it starts there.
-    free_hint_ = first_free;
+    // Nothing below first_free is free (when the scan began at the hint); the hint moves
+    // past the run when it starts there.
+    if (from == free_hint_) free_hint_ = first_free;
     // Blocks for the run; creating one takes a cluster, so look again afterwards.
     bool created = false;
     for (uint64_t rt = start >> g_.refblock_bits; rt <= (start + n - 1) >> g_.refblock_bits; ++rt) {
@@ -253,6 +261,7 @@ Task<Result<uint64_t>> Refcounts::allocate(uint64_t n, uint64_t* fresh_from) {
       FLEECE_CO_RETURN_IF_ERROR(co_await change(c, +1));
     }
     if (start == free_hint_) free_hint_ = start + n;  // else a shorter gap stays before it
+    if (n > 1) run_hint_ = start + n;
     FLEECE_CO_RETURN_IF_ERROR(co_await ensure_file_size(start + n));
     if (fresh_from) *fresh_from = std::max(start, untouched_from_) << g_.cluster_bits;
     untouched_from_ = std::max(untouched_from_, start + n);

@@ -93,6 +93,10 @@ class Refcounts {
   std::vector<uint64_t> table_;              // entry values (offset bits only)
   std::set<uint64_t> dirty_table_clusters_;  // indexes of table clusters to write
   uint64_t free_hint_ = 0;                   // no free cluster below this index
+  // Runs of several clusters are searched from here (the end of the last run, or the
+  // lowest cluster freed since), so small gaps below are not rescanned every time;
+  // single clusters fill them.
+  uint64_t run_hint_ = 0;
   // Clusters from this index on were never handed out since open (nor in the file then).
   uint64_t untouched_from_ = 0;
   std::vector<std::pair<uint64_t, uint64_t>> deferred_;  // cluster, count
