@@ -28,6 +28,7 @@ CommandTable make_default_command_table() {
   register_meta_commands(table);
   register_block_commands(table);
   register_export_commands(table);
+  register_create_commands(table);
   return table;
 }
 

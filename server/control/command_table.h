@@ -42,6 +42,7 @@ class CommandTable {
 void register_meta_commands(CommandTable& table);    // meta_commands.cpp
 void register_block_commands(CommandTable& table);   // block_commands.cpp
 void register_export_commands(CommandTable& table);  // export_commands.cpp
+void register_create_commands(CommandTable& table);  // create_commands.cpp
 
 // Every command fleece offers.
 CommandTable make_default_command_table();

@@ -81,6 +81,7 @@ SubcommandTable make_subcommand_table() {
   register_meta_subcommands(table);
   register_node_subcommands(table);
   register_export_subcommands(table);
+  register_image_subcommands(table);
   return table;
 }
 

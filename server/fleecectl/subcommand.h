@@ -81,6 +81,7 @@ class SubcommandTable {
 void register_meta_subcommands(SubcommandTable& table);    // meta_subcommands.cpp
 void register_node_subcommands(SubcommandTable& table);    // node_subcommands.cpp
 void register_export_subcommands(SubcommandTable& table);  // export_subcommands.cpp
+void register_image_subcommands(SubcommandTable& table);   // image_subcommands.cpp
 
 SubcommandTable make_subcommand_table();
 
