@@ -13,7 +13,7 @@ Status corrupt(std::string what) { return Status::error(EUCLEAN, std::move(what)
 
 // The file grows in steps of at least this much, so appending clusters costs one
 // ftruncate per step rather than one per cluster.
-constexpr uint64_t kFileGrowStep = 1u << 20;
+constexpr uint64_t kFileGrowStep = 32u << 20;
 
 }  // namespace
 
