@@ -11,9 +11,10 @@ namespace {
 
 Status corrupt(std::string what) { return Status::error(EUCLEAN, std::move(what)); }
 
-// The file grows in steps of at least this much, so appending clusters costs one
-// ftruncate per step rather than one per cluster.
-constexpr uint64_t kFileGrowStep = 32u << 20;
+// The file grows in steps (an eighth of its size, 1 to 32 MiB), so appending clusters
+// costs one ftruncate per step rather than one per cluster.
+constexpr uint64_t kMinFileGrowStep = 1u << 20;
+constexpr uint64_t kMaxFileGrowStep = 32u << 20;
 
 }  // namespace
 
@@ -121,7 +122,8 @@ Task<Status> Refcounts::change(uint64_t cluster, int64_t delta) {
 Task<Status> Refcounts::ensure_file_size(uint64_t end_cluster) {
   const uint64_t need = end_cluster << g_.cluster_bits;
   if (file_.size() >= need) co_return Status::ok();
-  const uint64_t grown = std::max(need, (file_.size() + kFileGrowStep) & ~(kFileGrowStep - 1));
+  const uint64_t step = std::clamp(file_.size() / 8, kMinFileGrowStep, kMaxFileGrowStep);
+  const uint64_t grown = std::max(need, (file_.size() + step) / kMinFileGrowStep * kMinFileGrowStep);
   Status s = co_await file_.truncate(grown);
   if (!s.is_ok() && grown != need) s = co_await file_.truncate(need);
   co_return s;
