@@ -31,6 +31,7 @@ def workload_title(wl):
         "randread": "rand read 4k qd32",
         "randwrite": "rand write 4k qd32",
         "allocwrite": "allocating write 4k/64k cluster qd32",
+        "allocsparse": "allocating write 4k/64k cluster, empty backing, qd32",
     }[kind]
     return f"{desc}, {conns} conn" + ("" if conns == "1" else "s")
 

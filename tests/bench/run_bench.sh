@@ -36,12 +36,15 @@ Usage: tests/bench/run_bench.sh [options]
   --servers LIST        comma list of: fleeced qemu-nbd qemu-nbd-mt nbdkit qsd local
                         (default: $servers)
   --workloads LIST      comma list of: seqread-N seqwrite-N randread-N randwrite-N,
-                        allocwrite-N (qcow2 only), N = connections
-                        (default: all with N = 1 and 4; with qcow2 also allocwrite-1)
+                        allocwrite-N allocsparse-N (qcow2 only), N = connections
+                        (default: all with N = 1 and 4; with qcow2 also
+                        allocwrite-1 and allocsparse-1)
   --format raw|qcow2    the served image: raw, or a fully allocated qcow2 (64 KiB
                         clusters) converted from it; allocwrite-N writes 4 KiB into
                         every 64 KiB cluster of a fresh empty qcow2 overlay over the
-                        filled raw image (nbdkit and local are left out) [BENCH_FORMAT]
+                        filled raw image (every write copies 60 KiB from it),
+                        allocsparse-N the same over an empty (sparse) raw file
+                        (nbdkit and local are left out) [BENCH_FORMAT]
   --runtime S           measured seconds per sample (default $runtime)      [BENCH_RUNTIME]
   --ramp S              warm-up seconds per sample (default $ramp)          [BENCH_RAMP]
   --repeats N           samples per (workload, server); median reported (default $repeats) [BENCH_REPEATS]
@@ -125,7 +128,7 @@ case "$format" in
       servers=fleeced,qemu-nbd,qemu-nbd-mt,qsd
     fi
     if [ -z "${BENCH_WORKLOADS:-}" ] && [ "$workloads" = seqread-1,seqread-4,seqwrite-1,seqwrite-4,randread-1,randread-4,randwrite-1,randwrite-4 ]; then
-      workloads=$workloads,allocwrite-1
+      workloads=$workloads,allocwrite-1,allocsparse-1
     fi
     ;;
   *) die "--format must be raw or qcow2, got '$format'" ;;
@@ -160,8 +163,8 @@ for s in "${server_list[@]}"; do
   fi
 done
 for w in "${workload_list[@]}"; do
-  [[ $w =~ ^(seqread|seqwrite|randread|randwrite|allocwrite)-([0-9]+)$ ]] || die "unknown workload '$w'"
-  if [[ $w = allocwrite-* ]] && [ "$format" != qcow2 ]; then
+  [[ $w =~ ^(seqread|seqwrite|randread|randwrite|allocwrite|allocsparse)-([0-9]+)$ ]] || die "unknown workload '$w'"
+  if [[ $w = alloc* ]] && [ "$format" != qcow2 ]; then
     die "workload '$w' needs --format qcow2"
   fi
 done
@@ -305,11 +308,11 @@ fio_args_for() {  # workload server-key sock -> prints fio args, one per line
     seqwrite) rw="write"; bs=1M; qd=16 ;;
     randread) rw=randread; bs=4k; qd=32 ;;
     randwrite) rw=randwrite; bs=4k; qd=32 ;;
-    allocwrite) rw=write:60k; bs=4k; qd=32 ;;  # one 4 KiB write per 64 KiB cluster
+    allocwrite|allocsparse) rw=write:60k; bs=4k; qd=32 ;;  # one 4 KiB write per 64 KiB cluster
   esac
   printf '%s\n' --name="$wl" --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs="$jobs" \
     --group_reporting --output-format=json
-  if [ "$kind" = allocwrite ]; then
+  if [[ $kind = alloc* ]]; then
     # Not time based: every cluster of the overlay is written exactly once (a second
     # pass would no longer allocate). Each job allocates its own 1/N of the disk.
     local part=$(( size_bytes / jobs / mib * mib ))
@@ -348,10 +351,16 @@ if [ "$format" = qcow2 ]; then
 fi
 main_img=$serve_img
 # allocwrite samples each get a fresh empty overlay over the filled raw image.
+# allocsparse samples get one over an empty (sparse) raw file instead.
 prepare_image() {  # workload
-  if [[ $1 = allocwrite-* ]]; then
+  if [[ $1 = alloc* ]]; then
+    local backing=$img
+    if [[ $1 = allocsparse-* ]]; then
+      backing=$work/sparse.raw
+      [ -e "$backing" ] || qemu-img create -q -f raw "$backing" "$size_bytes"
+    fi
     rm -f "$overlay"
-    qemu-img create -q -f qcow2 -o cluster_size=65536 -b "$img" -F raw "$overlay" "$size_bytes"
+    qemu-img create -q -f qcow2 -o cluster_size=65536 -b "$backing" -F raw "$overlay" "$size_bytes"
     serve_img=$overlay
   else
     serve_img=$main_img
@@ -451,7 +460,7 @@ for ((round = 1; round <= repeats; round++)); do
         c0=0; t0=0
         if [ -n "$server_pid" ]; then
           # allocwrite has no warm-up: its server CPU is counted from the start.
-          [[ $wl = allocwrite-* ]] || sleep "$ramp"
+          [[ $wl = alloc* ]] || sleep "$ramp"
           c0=$(proc_cpu_ticks "$server_pid"); t0=$(date +%s%N)
         fi
         frc=0
