@@ -108,8 +108,11 @@ Result<BlockNodePtr> Graph::open_locked(const NodeSpec& spec, const std::string&
   Result<BlockNodePtr> node = driver->open(req);
   if (!node.is_ok()) {
     const Status& e = node.status();
-    // Drivers usually name the node already; add the name where they do not.
-    if (e.message().find("'" + s.node_name + "'") != std::string::npos) return e;
+    // Drivers usually name the node already; add the name where they do not. A chain
+    // loop or depth error already names where it happened.
+    if (e.code() == ELOOP || e.message().find("'" + s.node_name + "'") != std::string::npos) {
+      return e;
+    }
     return e.with_context(label);
   }
   // A child named inside this call (an inline node-name) may have taken our name.

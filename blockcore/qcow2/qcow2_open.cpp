@@ -125,6 +125,8 @@ Task<Result<BlockNodePtr>> open_backing_from_header(const OpenRequest& r, const 
   spec.file_child = ChildRef{"", std::make_shared<NodeSpec>(file_spec(path.value(), true))};
   Result<BlockNodePtr> node = open_implicit(r, spec, chain);
   if (!node.is_ok()) {
+    // A loop or an absurd depth is reported once, not wrapped by every layer above it.
+    if (node.status().code() == ELOOP) co_return node.status();
     co_return node.status().with_context("opening backing file '" + path.value() + "'");
   }
   co_return node;
