@@ -218,13 +218,20 @@ Task<Result<BlockNodePtr>> open_async(const OpenRequest& r) {
         co_return s.with_context("'" + image_file + "'");
       }
     }
-    if ((h.incompatible_features & kIncompatDirty) && !read_only) {
+    // A dirty bit means a crash (or QEMU's lazy refcounts): rebuild the refcounts. v2
+    // images have no dirty bit to tell a crash by, so every read-write open checks them.
+    const bool dirty = (h.incompatible_features & kIncompatDirty) != 0;
+    if (!read_only && (dirty || h.version < 3)) {
       Result<uint64_t> fixed = co_await image->repair_refcounts();
       if (!fixed.is_ok()) {
-        co_return fixed.status().with_context("'" + image_file + "' was not closed cleanly");
+        co_return fixed.status().with_context(
+            "'" + image_file + (dirty ? "' was not closed cleanly" : "'"));
       }
-      spdlog::info("{}: '{}' was not closed cleanly; refcounts checked, {} corrected",
-                   spec.node_name, image_file, fixed.value());
+      if (dirty || fixed.value() > 0) {
+        spdlog::info("{}: '{}' {}; refcounts checked, {} corrected", spec.node_name, image_file,
+                     dirty ? "was not closed cleanly" : "is a v2 image (no dirty bit)",
+                     fixed.value());
+      }
     }
   }
 
