@@ -6,6 +6,7 @@ with its format, fleece's in-graph backing node), checked with `qemu-img check` 
 
 import json
 import subprocess
+import time
 
 import nbd
 import pytest
@@ -52,6 +53,19 @@ def qmp(daemon):
 def ok(q, cmd, args):
     r = q.cmd(cmd, args)
     assert r == {"return": {}}, f"{cmd} {args} -> {r}"
+
+
+def del_node(q, name, timeout=10.0):
+    """blockdev-del, waiting while a just-closed NBD connection still holds the node
+    (the server drops its reference when the connection's coroutine ends)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = q.cmd("blockdev-del", {"node-name": name})
+        if r == {"return": {}}:
+            return
+        assert "in use" in r.get("error", {}).get("desc", "") and time.monotonic() < deadline, \
+            f"blockdev-del {name} -> {r}"
+        time.sleep(0.05)
 
 
 def create_qcow2(q, path, node, **opts):
@@ -148,7 +162,7 @@ def test_qcow2_options_qemu_img_agrees(daemon, qmp, tmp_path, case):
     assert h.pread(4096, 0) == b"\0" * 4096
     h.shutdown()
     ok(qmp, "block-export-del", {"id": "img"})
-    ok(qmp, "blockdev-del", {"node-name": "img"})
+    del_node(qmp, "img")
     img_check(path)
     r = subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"read -P 0x17 {60 * MiB + 512} 4096",
                         str(path)], capture_output=True, text=True)
@@ -178,7 +192,7 @@ def test_backing_file_with_format(daemon, qmp, tmp_path):
     assert h.pread(8192, 0) == b"\x61" * 4096 + b"\x62" * 4096
     h.shutdown()
     ok(qmp, "block-export-del", {"id": "ov"})
-    ok(qmp, "blockdev-del", {"node-name": "ov"})
+    del_node(qmp, "ov")
     img_check(path)
     img_check(base)
 
@@ -202,7 +216,7 @@ def test_backing_node_extension(daemon, qmp, tmp_path):
     assert base_h.pread(4096, 0) == b"\x42" * 4096  # the backing file is unchanged
     base_h.shutdown()
     ok(qmp, "block-export-del", {"id": "top"})
-    ok(qmp, "blockdev-del", {"node-name": "top"})
+    del_node(qmp, "top")
     ok(qmp, "blockdev-del", {"node-name": "f0"})
     img_check(path)
 
