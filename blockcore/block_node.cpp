@@ -147,4 +147,18 @@ Task<Status> BlockNode::do_truncate(uint64_t) {
   co_return Status::not_supported(name_ + ": cannot change its size");
 }
 
+const BlockNode& protocol_node(const BlockNode& node) {
+  const BlockNode* n = &node;
+  // A chain of format nodes is short; the bound only guards against a cycle.
+  for (int depth = 0; depth < 64; ++depth) {
+    const BlockNode* next = nullptr;
+    for (const ChildEdge& edge : n->children()) {
+      if (edge.role == ChildRole::kFile) next = edge.node.get();
+    }
+    if (next == nullptr) break;
+    n = next;
+  }
+  return *n;
+}
+
 }  // namespace blockcore

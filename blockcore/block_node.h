@@ -136,4 +136,8 @@ class BlockNode {
 
 using BlockNodePtr = std::shared_ptr<BlockNode>;
 
+// The node at the bottom of `node`'s chain of `file` children — the protocol node that
+// holds its image (node itself when it has no `file` child).
+const BlockNode& protocol_node(const BlockNode& node);
+
 }  // namespace blockcore

@@ -29,6 +29,20 @@ enum class SubclusterType {
   kInvalid,           // reserved bits or contradictory bits set
 };
 
+// The subcluster reads as zeroes.
+inline bool reads_as_zero(SubclusterType t) {
+  return t == SubclusterType::kZeroPlain || t == SubclusterType::kZeroAlloc;
+}
+// The subcluster reads through to the backing chain.
+inline bool reads_from_backing(SubclusterType t) {
+  return t == SubclusterType::kUnallocatedPlain || t == SubclusterType::kUnallocatedAlloc;
+}
+// The subcluster's bytes have a place in a host cluster.
+inline bool has_host_bytes(SubclusterType t) {
+  return t == SubclusterType::kNormal || t == SubclusterType::kZeroAlloc ||
+         t == SubclusterType::kUnallocatedAlloc;
+}
+
 struct L2Entry {
   uint64_t word = 0;    // the 64-bit descriptor (with flags)
   uint64_t bitmap = 0;  // extended L2 only: bits 0-31 allocated, 32-63 zero

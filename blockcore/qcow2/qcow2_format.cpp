@@ -2,6 +2,9 @@
 // hostile input, serialize_header() encodes it back (see qcow2_format.h).
 #include "blockcore/qcow2/qcow2_format.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <array>
 #include <cinttypes>
 #include <cstdio>
@@ -514,6 +517,15 @@ std::string describe_features(const Header& h, uint8_t type, uint64_t bits) {
     out += name;
   }
   return out;
+}
+
+std::string probe_image_format(const std::string& path) {
+  std::byte magic[4];
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "raw";
+  const ssize_t n = ::pread(fd, magic, sizeof magic, 0);
+  ::close(fd);
+  return n == static_cast<ssize_t>(sizeof magic) && load_be32(magic) == kMagic ? "qcow2" : "raw";
 }
 
 }  // namespace blockcore::qcow2

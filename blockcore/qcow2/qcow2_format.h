@@ -141,6 +141,12 @@ Result<Header> parse_header(std::span<const std::byte> bytes);
 // in one cluster. A v2 header carries no extensions but backing format and unknown ones.
 Result<std::vector<std::byte>> serialize_header(const Header& h);
 
+// "qcow2" when the file at `path` starts with the qcow2 magic, else "raw" (also when it
+// cannot be read: opening it later reports why). For callers that must guess a format
+// because none was given (QEMU's probing); never used where a format is recorded.
+// Blocking: reads 4 bytes.
+std::string probe_image_format(const std::string& path);
+
 // The feature name table fleeced writes into images it creates (every bit it knows).
 std::vector<FeatureName> default_feature_names();
 

@@ -9,23 +9,6 @@
 #include "blockcore/qcow2/compression.h"
 
 namespace blockcore::qcow2 {
-namespace {
-
-bool has_host(SubclusterType t) {
-  return t == SubclusterType::kNormal || t == SubclusterType::kZeroAlloc ||
-         t == SubclusterType::kUnallocatedAlloc;
-}
-
-bool reads_zero(SubclusterType t) {
-  return t == SubclusterType::kZeroPlain || t == SubclusterType::kZeroAlloc;
-}
-
-bool reads_backing(SubclusterType t) {
-  return t == SubclusterType::kUnallocatedPlain || t == SubclusterType::kUnallocatedAlloc;
-}
-
-}  // namespace
-
 Qcow2Node::Qcow2Node(const std::string& name, std::unique_ptr<Image> image, const NodeInfo& info)
     : BlockNode(name, "qcow2"), image_(std::move(image)) {
   set_info(info);
@@ -57,12 +40,12 @@ void Qcow2Node::append_cluster_runs(uint64_t cluster_off, const L2Entry& e, uint
     r.length = sc_end - pos;
     r.type = e.type(g, sc);
     r.entry = e;
-    if (has_host(r.type)) r.host_off = e.host_offset() + (pos - cluster_off);
+    if (has_host_bytes(r.type)) r.host_off = e.host_offset() + (pos - cluster_off);
     Run* last = runs.empty() ? nullptr : &runs.back();
     const bool merge = last && last->type == r.type && r.type != SubclusterType::kCompressed &&
                        last->guest_off + last->length == r.guest_off &&
                        last->entry.copied() == r.entry.copied() &&
-                       (!has_host(r.type) || last->host_off + last->length == r.host_off);
+                       (!has_host_bytes(r.type) || last->host_off + last->length == r.host_off);
     if (merge) {
       last->length += r.length;
     } else {
@@ -205,9 +188,9 @@ Task<Result<ExtentList>> Qcow2Node::do_block_status(uint64_t off, uint64_t len) 
   ExtentList out;
   BlockNode* backing = image_->backing();
   for (const Run& r : runs) {
-    if (reads_zero(r.type)) {
+    if (reads_as_zero(r.type)) {
       append_extent(out, Extent{r.length, kExtentZero | kExtentHole, 1});
-    } else if (!reads_backing(r.type)) {
+    } else if (!reads_from_backing(r.type)) {
       append_extent(out, Extent{r.length, 0, 1});
     } else {
       // Unallocated here: what the backing chain says, one layer deeper.

@@ -44,17 +44,6 @@ Result<std::string> resolve_name(const std::string& name, const std::string& ima
   return (std::filesystem::path(image_file).parent_path() / p).string();
 }
 
-Task<Result<std::string>> probe_format(const std::string& path) {
-  std::string fmt = "raw";
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (f) {
-    std::byte magic[4];
-    if (std::fread(magic, 1, 4, f) == 4 && load_be32(magic) == kMagic) fmt = "qcow2";
-    std::fclose(f);
-  }
-  co_return fmt;
-}
-
 // Opens a node for an image header's backing or data file: through the graph when the
 // node is opened by one, directly otherwise (tests, tools).
 Result<BlockNodePtr> open_implicit(const OpenRequest& r, const NodeSpec& spec,
@@ -100,7 +89,7 @@ Task<Result<BlockNodePtr>> open_backing_from_header(const OpenRequest& r, const 
   if (h.backing_format) {
     fmt = *h.backing_format;
   } else {
-    fmt = (co_await probe_format(path.value())).value();
+    fmt = probe_image_format(path.value());
     spdlog::warn("{}: the backing file '{}' has no recorded format; probed as {}",
                  r.spec.node_name, path.value(), fmt);
   }

@@ -29,10 +29,6 @@ bool all_zero(std::span<const std::byte> b) {
   return b.empty() || (b[0] == std::byte{0} && std::memcmp(b.data(), b.data() + 1, b.size() - 1) == 0);
 }
 
-bool reads_zero(SubclusterType t) {
-  return t == SubclusterType::kZeroPlain || t == SubclusterType::kZeroAlloc;
-}
-
 }  // namespace
 
 bool Qcow2Node::writable_in_place(const std::vector<Run>& runs) const {
@@ -244,9 +240,8 @@ Task<Status> Qcow2Node::write_cluster(uint64_t cluster_off, const L2Entry& old, 
         const uint32_t sc = g.subcluster_index(cluster_off + pos);
         const uint64_t sc_end = std::min<uint64_t>(b, (uint64_t{sc} + 1) * g.subcluster_size);
         const SubclusterType t = old.type(g, sc);
-        const bool unallocated =
-            t == SubclusterType::kUnallocatedPlain || t == SubclusterType::kUnallocatedAlloc;
-        if (unallocated ? (backing && cluster_off + pos < backing->size()) : !reads_zero(t)) {
+        if (reads_from_backing(t) ? (backing && cluster_off + pos < backing->size())
+                                  : !reads_as_zero(t)) {
           return false;
         }
         pos = sc_end;
@@ -257,9 +252,11 @@ Task<Status> Qcow2Node::write_cluster(uint64_t cluster_off, const L2Entry& old, 
   // Writes [from, to) of the cluster at `host`: `part` in the middle, the rest as it
   // reads now. Only `part` is written when the rest reads as zeroes and the host bytes
   // are fresh (zero already), so copying from an empty backing range costs nothing.
-  auto write_region = [&](uint64_t from, uint64_t to, bool old_is_zero) -> Task<Status> {
+  // `host_fresh`: the host bytes of [from, to) read as zeroes already.
+  auto write_region = [&](uint64_t from, uint64_t to, bool old_is_zero,
+                          bool host_fresh) -> Task<Status> {
     if (from == co && to == ce) co_return co_await data.write(host + co, part, IoFlags::kNone);
-    if (old_is_zero && fresh) co_return co_await data.write(host + co, part, IoFlags::kNone);
+    if (old_is_zero && host_fresh) co_return co_await data.write(host + co, part, IoFlags::kNone);
     std::vector<std::byte> region(to - from);
     if (!old_is_zero) {
       if (co > from) {
@@ -270,7 +267,7 @@ Task<Status> Qcow2Node::write_cluster(uint64_t cluster_off, const L2Entry& old, 
         FLEECE_CO_RETURN_IF_ERROR(co_await read_old(cluster_off, old, cluster_off + ce, cluster_off + to,
                                                     std::span(region).subspan(ce - from)));
       }
-      if (fresh && all_zero(region)) co_return co_await data.write(host + co, part, IoFlags::kNone);
+      if (host_fresh && all_zero(region)) co_return co_await data.write(host + co, part, IoFlags::kNone);
     }
     std::memcpy(region.data() + (co - from), part.data(), part.size());
     co_return co_await data.write(host + from, region, IoFlags::kNone);
@@ -280,7 +277,7 @@ Task<Status> Qcow2Node::write_cluster(uint64_t cluster_off, const L2Entry& old, 
     updated.word = host | kFlagCopied;
     updated.bitmap = 0;
     if (action == Action::kInPlace) co_return co_await data.write(host + co, part, IoFlags::kNone);
-    co_return co_await write_region(0, cs, known_zero(0, cs));
+    co_return co_await write_region(0, cs, known_zero(0, cs), fresh);
   }
 
   // Extended L2: work in whole subclusters.
@@ -297,20 +294,17 @@ Task<Status> Qcow2Node::write_cluster(uint64_t cluster_off, const L2Entry& old, 
     for (uint32_t sc = s0; sc <= s1; ++sc) all_normal &= old.type(g, sc) == SubclusterType::kNormal;
     if (all_normal) co_return co_await data.write(host + co, part, IoFlags::kNone);
     const bool zero = known_zero(from, to);
-    const bool saved_fresh = fresh;
-    fresh = false;  // the host cluster holds data of other subclusters
-    Status s = co_await write_region(from, to, zero);
-    fresh = saved_fresh;
-    co_return s;
+    // The host cluster already holds other subclusters' data: never fresh.
+    co_return co_await write_region(from, to, zero, /*host_fresh=*/false);
   }
   if (old.compressed() || old.has_host(g)) {
     // A compressed or shared cluster: the new one holds every subcluster.
     updated.bitmap = kAllSubclusters;
-    co_return co_await write_region(0, cs, false);
+    co_return co_await write_region(0, cs, false, fresh);
   }
   // No host cluster yet: only the touched subclusters get data.
   updated.bitmap = (uint64_t{old.zero_bits() & ~touched} << 32) | touched;
-  co_return co_await write_region(from, to, known_zero(from, to));
+  co_return co_await write_region(from, to, known_zero(from, to), fresh);
 }
 
 }  // namespace blockcore::qcow2

@@ -64,20 +64,6 @@ asio::awaitable<Result<json>> blockdev_del(const json& args, CommandContext& ctx
   co_return generic_error(error_desc_of(s));
 }
 
-// The protocol node at the bottom of `node`'s chain of `file` children.
-const BlockNode& protocol_node(const BlockNode& node) {
-  const BlockNode* n = &node;
-  for (int depth = 0; depth < 64; ++depth) {
-    const BlockNode* next = nullptr;
-    for (const auto& edge : n->children()) {
-      if (edge.role == blockcore::ChildRole::kFile) next = edge.node.get();
-    }
-    if (next == nullptr) break;
-    n = next;
-  }
-  return *n;
-}
-
 // The node's child in `role`, or nullptr.
 const BlockNode* child_of(const BlockNode& node, blockcore::ChildRole role) {
   for (const auto& edge : node.children()) {

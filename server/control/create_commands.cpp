@@ -135,20 +135,6 @@ Result<BlockNodePtr> writable_file_node(const std::string& name, const char* wha
   return node;
 }
 
-// The image file at the bottom of `node`'s chain of `file` children.
-const BlockNode& protocol_node(const BlockNode& node) {
-  const BlockNode* n = &node;
-  for (int depth = 0; depth < 64; ++depth) {
-    const BlockNode* next = nullptr;
-    for (const auto& edge : n->children()) {
-      if (edge.role == blockcore::ChildRole::kFile) next = edge.node.get();
-    }
-    if (next == nullptr) break;
-    n = next;
-  }
-  return *n;
-}
-
 // fleece's `backing` extension: the file name and format a new image's header records
 // for an in-graph backing node (raw over a whole file, or qcow2).
 Status backing_of_node(const std::string& name, CommandContext& ctx,

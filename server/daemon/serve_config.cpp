@@ -1,27 +1,13 @@
 #include "server/daemon/serve_config.h"
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
-#include <array>
-#include <cstdint>
 #include <memory>
 
 namespace server::daemon {
 
 using blockcore::Result;
 using blockcore::Status;
-
-std::string probe_image_format(const std::string& path) {
-  constexpr std::array<uint8_t, 4> kQcow2Magic = {'Q', 'F', 'I', 0xfb};  // 0x514649fb
-  std::array<uint8_t, 4> head{};
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return "raw";
-  ssize_t n = ::pread(fd, head.data(), head.size(), 0);
-  ::close(fd);
-  return n == static_cast<ssize_t>(head.size()) && head == kQcow2Magic ? "qcow2" : "raw";
-}
 
 Result<config::Config> make_serve_config(const CommandLine& cl, bool activated) {
   config::Config cfg;

@@ -6,14 +6,14 @@
 #pragma once
 
 #include "blockcore/base/result.h"
+#include "blockcore/qcow2/qcow2_format.h"
 #include "config/config.h"
 #include "server/daemon/cli.h"
 
 namespace server::daemon {
 
-// "qcow2" if the file at `path` starts with the qcow2 magic (QFI\xfb), else "raw" (also
-// when it cannot be read: opening it later reports why).
-std::string probe_image_format(const std::string& path);
+// `fleeced serve` without --format probes the image like qemu-nbd (qcow2 magic or raw).
+using blockcore::qcow2::probe_image_format;
 
 // `activated`: sockets were passed by systemd, so no default listen address is added.
 blockcore::Result<config::Config> make_serve_config(const CommandLine& cl, bool activated);
