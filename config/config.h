@@ -79,6 +79,7 @@ struct BitmapConfig {
   std::string name;
   bool persistent = true;
   uint64_t granularity = 65536;
+  bool disabled = false;  // created not recording (QEMU's block-dirty-bitmap-add `disabled`)
   SourceLocation where;
 };
 

@@ -6,6 +6,8 @@
 #include <string>
 #include <utility>
 
+#include "config/node_drivers.h"
+
 namespace config {
 namespace {
 
@@ -14,6 +16,8 @@ struct NodeFacts {
   bool read_only = false;
   std::string writer;      // label of a writable parent node that writes it, if any
   std::string backing_of;  // label of a node that uses it as its backing node, if any
+  std::string driver;
+  bool can_store_bitmaps = true;  // its driver has a store, or it names a bitmap-file
 };
 
 std::string node_label(const std::string& path, const std::string& name) {
@@ -50,7 +54,10 @@ void collect_child(const blockcore::NodeSpec& parent, const std::string& parent_
 // Records every named node of `spec` (and of its inline children).
 void collect_nodes(const blockcore::NodeSpec& spec, const std::string& path,
                    std::map<std::string, NodeFacts>& facts, ChildUses& uses) {
-  if (!spec.node_name.empty()) facts.emplace(spec.node_name, NodeFacts{spec.read_only, {}, {}});
+  if (!spec.node_name.empty()) {
+    facts.emplace(spec.node_name,
+                  NodeFacts{spec.read_only, {}, {}, spec.driver, can_store_bitmaps(spec)});
+  }
   collect_child(spec, path, spec.file_child, "file", false, facts, uses);
   collect_child(spec, path, spec.backing_child, "backing", true, facts, uses);
   collect_child(spec, path, spec.data_file_child, "data-file", false, facts, uses);
@@ -129,9 +136,16 @@ void check_bitmaps(const Config& c, const std::map<std::string, NodeFacts>& fact
     const BitmapConfig& b = c.bitmaps[i];
     const std::string path = "bitmaps[" + std::to_string(i) + "]";
     if (b.node.empty()) continue;
-    if (!facts.count(b.node)) {
+    auto node = facts.find(b.node);
+    if (node == facts.end()) {
       add(errors, b.node_where, path + ".node",
           "unknown node '" + b.node + "' (no node has this node-name)");
+    } else if (b.persistent && !node->second.can_store_bitmaps) {
+      add(errors, b.where, path,
+          "bitmap '" + b.name + "' is persistent, but node '" + b.node + "' (driver " +
+              node->second.driver +
+              ") has nowhere to store it: give the node a bitmap-file (a qcow2 container for "
+              "its bitmaps), or set persistent: false");
     }
     if (b.name.empty()) continue;
     auto [it, inserted] = seen.emplace(std::make_pair(b.node, b.name), b.where);

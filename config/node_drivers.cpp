@@ -10,13 +10,14 @@ namespace {
 
 constexpr uint64_t kMaxOffset = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 
-// driver: file — filename, cache: {direct}, direct, locking.
-void parse_file_options(MapReader& m, blockcore::NodeSpec& spec, NodeParser&) {
+// driver: file — filename, cache: {direct}, direct, locking, bitmap-file.
+void parse_file_options(MapReader& m, blockcore::NodeSpec& spec, NodeParser& nodes) {
   if (auto f = m.string("filename", /*required=*/true)) {
     if (f->empty()) {
       m.diag().error(m.where_of("filename"), m.path_of("filename"), "the file name is empty");
     }
     spec.file.filename = *f;
+    nodes.note_filename(m, *f);
   }
   std::optional<bool> cache_direct;
   if (YAML::Node cache = m.get("cache"); cache.IsDefined()) {
@@ -35,13 +36,15 @@ void parse_file_options(MapReader& m, blockcore::NodeSpec& spec, NodeParser&) {
                         : *l == "off" ? blockcore::LockMode::kOff
                                       : blockcore::LockMode::kAuto;
   }
+  nodes.parse_bitmap_file(m, spec);
 }
 
-// driver: raw — file (required), offset, size.
+// driver: raw — file (required), offset, size, bitmap-file.
 void parse_raw_options(MapReader& m, blockcore::NodeSpec& spec, NodeParser& nodes) {
   if (auto o = m.size("offset", 0, kMaxOffset)) spec.raw.offset = *o;
   if (auto s = m.size("size", 0, kMaxOffset)) spec.raw.size = *s;
   spec.file_child = nodes.parse_child(m, "file", spec);
+  nodes.parse_bitmap_file(m, spec);
 }
 
 // driver: qcow2 — file (required), backing (absent: from the image header; null: none;
@@ -60,7 +63,7 @@ const std::vector<NodeDriverSyntax>& node_driver_syntaxes() {
   static const std::vector<NodeDriverSyntax> kDrivers = {
       {"file", &parse_file_options},
       {"raw", &parse_raw_options},
-      {"qcow2", &parse_qcow2_options},
+      {"qcow2", &parse_qcow2_options, /*own_bitmap_store=*/true},
   };
   return kDrivers;
 }
@@ -70,6 +73,12 @@ const NodeDriverSyntax* find_node_driver_syntax(const std::string& name) {
     if (d.name == name) return &d;
   }
   return nullptr;
+}
+
+bool can_store_bitmaps(const blockcore::NodeSpec& spec) {
+  if (spec.bitmap_file) return true;
+  const NodeDriverSyntax* d = find_node_driver_syntax(spec.driver);
+  return d == nullptr || d->own_bitmap_store;  // an unknown driver is reported elsewhere
 }
 
 std::string known_node_driver_names() {

@@ -19,12 +19,18 @@ struct NodeDriverSyntax {
   std::string name;
   // Reads this driver's keys from `m` into `spec`; children are read through `nodes`.
   void (*parse)(MapReader& m, blockcore::NodeSpec& spec, NodeParser& nodes);
+  // The driver keeps persistent dirty bitmaps in its own image (qcow2); the others can
+  // keep them only in a `bitmap-file` container, if they read that key.
+  bool own_bitmap_store = false;
 };
 
 // Every driver the configuration accepts, in the order they are listed in messages.
 const std::vector<NodeDriverSyntax>& node_driver_syntaxes();
 // nullptr for an unknown driver.
 const NodeDriverSyntax* find_node_driver_syntax(const std::string& name);
+// True when a node of `spec`'s driver (known or not) can keep persistent bitmaps: its
+// driver has its own store, or the node names a bitmap-file.
+bool can_store_bitmaps(const blockcore::NodeSpec& spec);
 // "file, raw": the known driver names for error messages.
 std::string known_node_driver_names();
 // The keys `driver`'s parse function reads (found by running it on an empty map), so a

@@ -1,13 +1,27 @@
 #include "config/node_parser.h"
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <set>
+#include <system_error>
 
 #include "blockcore/node_name.h"
 #include "config/node_drivers.h"
 
 namespace config {
+namespace {
+
+// The key two spellings of one file share ("a/../b.img" and "./b.img"), relative names
+// taken against the working directory fleeced opens them from.
+std::string normalized_path(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::path p = std::filesystem::absolute(path, ec);
+  if (ec) p = path;
+  return p.lexically_normal().string();
+}
+
+}  // namespace
 
 std::string NodeParser::label(const std::string& path, const std::string& name) {
   return name.empty() ? path : path + " ('" + name + "')";
@@ -27,6 +41,7 @@ void NodeParser::parse_nodes(const YAML::Node& list, const SourceLocation& where
   }
   check_references();
   check_cycles();
+  check_bitmap_files();
 }
 
 blockcore::NodeSpec NodeParser::parse_node(const YAML::Node& n, const std::string& path,
@@ -78,6 +93,13 @@ blockcore::NodeSpec NodeParser::parse_node(const YAML::Node& n, const std::strin
   labels_.push_back(my_label);
   if (driver) {
     driver->parse(m, spec, *this);
+    if (!m.known_keys().count("bitmap-file") && m.has("bitmap-file")) {
+      diag_.error(m.where_of("bitmap-file"), m.path_of("bitmap-file"),
+                  "driver '" + spec.driver + "' takes no bitmap-file" +
+                      (driver->own_bitmap_store ? " (it keeps persistent bitmaps in its own image)"
+                                                : "") +
+                      "; bitmap-file is for file and raw nodes");
+    }
   } else {
     // Without a (known) driver, accept any driver's keys and still catch the others.
     for (const NodeDriverSyntax& d : node_driver_syntaxes()) {
@@ -136,6 +158,46 @@ void NodeParser::parse_backing(MapReader& m, const std::string& key, blockcore::
   }
   spec.backing_child = parse_child(m, key, spec, ChildUse::kBacking);
   if (spec.backing_child) spec.backing_mode = blockcore::BackingMode::kChild;
+}
+
+void NodeParser::parse_bitmap_file(MapReader& m, blockcore::NodeSpec& spec) {
+  const std::optional<std::string> f = m.string("bitmap-file");
+  if (!f) return;
+  if (f->empty()) {
+    diag_.error(m.where_of("bitmap-file"), m.path_of("bitmap-file"), "the file name is empty");
+    return;
+  }
+  spec.bitmap_file = *f;
+  bitmap_files_.emplace(normalized_path(*f),
+                        PathUse{*f, labels_.empty() ? m.path() : labels_.back(),
+                                m.path_of("bitmap-file"), m.where_of("bitmap-file")});
+}
+
+void NodeParser::note_filename(MapReader& m, const std::string& filename) {
+  if (filename.empty()) return;
+  filenames_.emplace(normalized_path(filename),
+                     PathUse{filename, labels_.empty() ? m.path() : labels_.back(),
+                             m.path_of("filename"), m.where_of("filename")});
+}
+
+void NodeParser::check_bitmap_files() {
+  for (auto it = bitmap_files_.begin(); it != bitmap_files_.end();) {
+    auto [first, end] = bitmap_files_.equal_range(it->first);
+    for (auto dup = std::next(first); dup != end; ++dup) {
+      diag_.error(dup->second.where, dup->second.key_path,
+                  "bitmap-file '" + dup->second.path + "' is already the bitmap-file of " +
+                      first->second.label + " (at " + first->second.where.to_string() +
+                      "); every node needs its own container");
+    }
+    auto image = filenames_.find(first->first);
+    if (image != filenames_.end()) {
+      diag_.error(first->second.where, first->second.key_path,
+                  "bitmap-file '" + first->second.path + "' is the image file of " +
+                      image->second.label + " (at " + image->second.where.to_string() +
+                      "); the bitmaps container must be a file of its own");
+    }
+    it = end;
+  }
 }
 
 void NodeParser::check_references() {

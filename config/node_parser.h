@@ -7,6 +7,10 @@
 // parent and used as a backing node are errors at the line of the offending reference.
 // A `backing` child is only read: an inline backing node is read-only even under a
 // writable parent, and a backing reference may name a read-only node.
+// `bitmap-file` (file and raw nodes): a path kept as written (relative paths resolve
+// against fleeced's working directory, like `filename`); two nodes may not name the same
+// container, a container may not be some file node's `filename`, and a driver that does
+// not read the key (qcow2 keeps bitmaps in its image) gets an error saying so.
 // Threading: single-threaded; one parser per load.
 #pragma once
 
@@ -43,6 +47,11 @@ class NodeParser {
   // Reads QEMU's `backing` option into spec.backing_mode / spec.backing_child: absent =
   // from the image header, null = none, a string or a map = that node.
   void parse_backing(MapReader& m, const std::string& key, blockcore::NodeSpec& spec);
+  // Reads `bitmap-file` (drivers without a bitmap store of their own call this) into
+  // spec.bitmap_file and remembers it for the checks after the whole list is read.
+  void parse_bitmap_file(MapReader& m, blockcore::NodeSpec& spec);
+  // Remembers a file node's `filename` (a bitmap-file must not name a data file).
+  void note_filename(MapReader& m, const std::string& filename);
 
  private:
   // A node that has a name, wherever it was defined.
@@ -75,6 +84,7 @@ class NodeParser {
                                  bool as_backing = false);
   void check_references();
   void check_cycles();
+  void check_bitmap_files();
   static std::string label(const std::string& path, const std::string& name);
 
   Diagnostics& diag_;
@@ -86,6 +96,15 @@ class NodeParser {
   std::map<std::string, std::vector<std::string>> contains_;
   std::vector<std::string> owners_;  // stack of the named nodes being parsed
   std::vector<std::string> labels_;  // stack of labels of the nodes being parsed
+  // A `bitmap-file` or a file node's `filename`, for the container checks.
+  struct PathUse {
+    std::string path;   // as written
+    std::string label;  // of the node
+    std::string key_path;
+    SourceLocation where;
+  };
+  std::multimap<std::string, PathUse> bitmap_files_;  // normalized path -> use
+  std::multimap<std::string, PathUse> filenames_;     // normalized path -> use
 };
 
 }  // namespace config

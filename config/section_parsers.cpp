@@ -173,6 +173,7 @@ void parse_bitmaps_section(const YAML::Node& v, const SourceLocation& where, Dia
                     b.name = *name;
                   }
                   if (auto p = m.boolean("persistent")) b.persistent = *p;
+                  if (auto d = m.boolean("disabled")) b.disabled = *d;
                   if (auto g = m.size("granularity", kMinGranularity, kMaxGranularity)) {
                     if ((*g & (*g - 1)) != 0) {
                       diag.error(m.where_of("granularity"), m.path_of("granularity"),

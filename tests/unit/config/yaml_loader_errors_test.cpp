@@ -25,7 +25,7 @@ struct BadConfig {
   "  - node-name: f0\n"         \
   "    driver: file\n"          \
   "    filename: /tmp/f0.img\n" \
-  "  - { node-name: r0, driver: raw, file: f0 }\n"
+  "  - { node-name: r0, driver: raw, file: f0, bitmap-file: /tmp/r0.bitmaps }\n"
 
 const BadConfig kBadConfigs[] = {
     {"UnknownTopLevelKey", "listne:\n  - unix: /tmp/s\n", 1, "",

@@ -223,7 +223,7 @@ TEST(YamlLoader, ReadOnlyParentsMayShareANode) {
 
 TEST(YamlLoader, BooleansAndSizesAccepted) {
   LoadResult r = load_ok(R"(nodes:
-  - { node-name: f, driver: file, filename: /x, read-only: True }
+  - { node-name: f, driver: file, filename: /x, read-only: True, bitmap-file: /x.bitmaps }
 bitmaps:
   - { node: f, name: a, granularity: 64k, persistent: FALSE }
   - { node: f, name: b, granularity: 2G }
