@@ -31,7 +31,7 @@ const char* child_role_name(ChildRole role) {
 }
 
 BlockNode::BlockNode(std::string name, std::string driver)
-    : name_(std::move(name)), driver_(std::move(driver)) {}
+    : name_(std::move(name)), driver_(std::move(driver)), bitmaps_(name_) {}
 
 BlockNode::~BlockNode() = default;
 
@@ -75,6 +75,9 @@ Task<Status> BlockNode::write(uint64_t off, std::span<const std::byte> buf, IoFl
   if (buf.size() > info_.max_transfer) co_return Status::invalid(name_ + ": write too large");
   if (buf.empty()) co_return Status::ok();
   InFlightGuard g(in_flight_);
+  if (bitmaps_.tracking() && !bitmaps_.try_mark(off, buf.size())) {
+    FLEECE_CO_RETURN_IF_ERROR(co_await bitmaps_.before_write(off, buf.size()));
+  }
   co_return co_await do_write(off, buf, flags);
 }
 
@@ -86,14 +89,22 @@ Task<Status> BlockNode::write_zeroes(uint64_t off, uint64_t len, IoFlags flags) 
   }
   if (len == 0) co_return Status::ok();
   InFlightGuard g(in_flight_);
+  if (bitmaps_.tracking() && !bitmaps_.try_mark(off, len)) {
+    FLEECE_CO_RETURN_IF_ERROR(co_await bitmaps_.before_write(off, len));
+  }
   co_return co_await do_write_zeroes(off, len, flags);
 }
 
 Task<Status> BlockNode::discard(uint64_t off, uint64_t len, IoFlags flags) {
   FLEECE_CO_RETURN_IF_ERROR(check_writable());
   FLEECE_CO_RETURN_IF_ERROR(check_range(off, len, EINVAL));
-  if (len == 0 || !info_.can_trim) co_return Status::ok();  // discard is only a hint
+  if (len == 0) co_return Status::ok();
   InFlightGuard g(in_flight_);
+  // Marked even when the node ignores the hint: the contents became unspecified.
+  if (bitmaps_.tracking() && !bitmaps_.try_mark(off, len)) {
+    FLEECE_CO_RETURN_IF_ERROR(co_await bitmaps_.before_write(off, len));
+  }
+  if (!info_.can_trim) co_return Status::ok();  // discard is only a hint
   co_return co_await do_discard(off, len, flags);
 }
 

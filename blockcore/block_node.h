@@ -18,6 +18,7 @@
 #include "blockcore/base/result.h"
 #include "blockcore/base/status.h"
 #include "blockcore/base/task.h"
+#include "blockcore/bitmap/node_bitmaps.h"
 #include "blockcore/extent.h"
 
 namespace blockcore {
@@ -102,6 +103,11 @@ class BlockNode {
   // Requests currently executing in this node (for quiesce and diagnostics).
   uint64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
 
+  // The node's dirty bitmaps; write, write_zeroes and discard mark the enabled ones
+  // (NodeBitmaps::before_write) before the driver's hook runs.
+  NodeBitmaps& bitmaps() { return bitmaps_; }
+  const NodeBitmaps& bitmaps() const { return bitmaps_; }
+
  protected:
   // Called once by the driver's open path before the node is used.
   void set_info(const NodeInfo& info) {
@@ -132,6 +138,7 @@ class BlockNode {
   std::atomic<uint64_t> size_{0};
   std::vector<ChildEdge> children_;
   std::atomic<uint64_t> in_flight_{0};
+  NodeBitmaps bitmaps_;
 };
 
 using BlockNodePtr = std::shared_ptr<BlockNode>;

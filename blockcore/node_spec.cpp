@@ -25,7 +25,7 @@ bool equivalent(const NodeSpec& a, const NodeSpec& b) {
          a.file.locking == b.file.locking && a.raw.offset == b.raw.offset &&
          a.raw.size == b.raw.size && equivalent_child(a.file_child, b.file_child) &&
          a.backing_mode == b.backing_mode && equivalent_child(a.backing_child, b.backing_child) &&
-         equivalent_child(a.data_file_child, b.data_file_child);
+         equivalent_child(a.data_file_child, b.data_file_child) && a.bitmap_file == b.bitmap_file;
 }
 
 void collect_references(const NodeSpec& spec, std::vector<std::string>& out) {

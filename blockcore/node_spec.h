@@ -54,6 +54,10 @@ struct NodeSpec {
   std::optional<ChildRef> backing_child;    // backing_mode == kChild
   // qcow2 external data file (`data-file`); absent = the name in the image header.
   std::optional<ChildRef> data_file_child;
+
+  // Drivers without a bitmap store of their own (file, raw): a qcow2 container file that
+  // holds the node's persistent dirty bitmaps (`bitmap-file`), created when missing.
+  std::optional<std::string> bitmap_file;
 };
 
 }  // namespace blockcore

@@ -1,0 +1,102 @@
+// NodeBitmaps: the named dirty bitmaps of one block node and the write tracking.
+// BlockNode owns one; its public write, write_zeroes and discard call before_write()
+// after validating a request and before the driver sees it, so every path that changes
+// a node's data marks the node's enabled bitmaps first:
+//   - a bitmap that is not durable is marked in memory;
+//   - for durable bitmaps (persistent in a writable store), granules not yet dirty are
+//     first made durable by the store (one batched write and sync for concurrent
+//     writers), then marked; granules already dirty cost a lookup in memory.
+// The management operations (QMP block-dirty-bitmap-*) are here so that every caller
+// (control commands, transactions, config start-up, fleecing) applies the same rules:
+// names unique per node, busy/read-only/inconsistent checks with QEMU's messages,
+// persistent bitmaps stored before they are listed.
+// Threading: thread-safe. before_write() may run concurrently with itself and with the
+// management calls; management calls are serialized among themselves by the caller
+// (the control executor) but are safe anyway (an internal mutex guards the list).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "blockcore/base/result.h"
+#include "blockcore/base/status.h"
+#include "blockcore/base/task.h"
+#include "blockcore/bitmap/bitmap_store.h"
+#include "blockcore/bitmap/dirty_bitmap.h"
+
+namespace blockcore {
+
+struct BitmapOptions {
+  std::string name;
+  uint64_t granularity = kDefaultBitmapGranularity;
+  bool persistent = false;
+  bool disabled = false;
+};
+
+class NodeBitmaps {
+ public:
+  explicit NodeBitmaps(std::string node_name);
+  ~NodeBitmaps();
+
+  // --- the write path ---
+  // True when some bitmap records writes (one atomic load; callers skip before_write
+  // otherwise).
+  bool tracking() const { return tracking_.load(std::memory_order_acquire); }
+  // The fast path, no I/O: marks [off, off + len) in every enabled bitmap that is not
+  // durable and returns true when every enabled durable bitmap already has it dirty;
+  // false means before_write() must run (granules to make durable first).
+  bool try_mark(uint64_t off, uint64_t len);
+  // Marks [off, off + len) in every enabled bitmap, durably for durable ones. An error
+  // (the store could not record the change) must fail the write.
+  Task<Status> before_write(uint64_t off, uint64_t len);
+
+  // --- the store ---
+  // Attaches the node's store with the bitmaps it loaded (driver open path).
+  void attach_store(std::shared_ptr<BitmapStore> store, std::vector<DirtyBitmapPtr> loaded);
+  // Closes the store (stored bitmaps written exactly and released) and detaches it.
+  // Node close path; idempotent.
+  Task<Status> close_store();
+  BitmapStore* store() const;
+
+  // --- queries ---
+  DirtyBitmapPtr find(const std::string& name) const;
+  // ENOENT "Dirty bitmap 'NAME' not found" (QEMU's text) when absent.
+  Result<DirtyBitmapPtr> lookup(const std::string& name) const;
+  std::vector<DirtyBitmapPtr> list() const;  // sorted by name
+
+  // --- management (QEMU's semantics) ---
+  // Creates a bitmap covering `disk_size` bytes: EEXIST for a taken name, EINVAL for a
+  // bad name/granularity, ENOTSUP "...cannot store persistent bitmaps" for a persistent
+  // bitmap on a node without a store, EROFS when the store is read-only.
+  Task<Result<DirtyBitmapPtr>> create(const BitmapOptions& opts, uint64_t disk_size);
+  // Removes it (from the store too when persistent): EBUSY when busy.
+  Task<Status> remove(const std::string& name);
+  // Clears every bit (an inconsistent bitmap becomes consistent and clean): EBUSY when
+  // busy, EROFS when read-only. Stored at once for persistent bitmaps.
+  Task<Status> clear(const std::string& name);
+  // Starts / stops recording: EBUSY, EROFS as above; an inconsistent bitmap: EINVAL.
+  Task<Status> set_enabled(const std::string& name, bool enabled);
+  // target |= each source: EBUSY/EROFS/EINVAL(inconsistent) on the target, EINVAL on an
+  // inconsistent source, EINVAL on a size mismatch. Durable bits are stored before
+  // they are set in memory.
+  Task<Status> merge(const std::string& target, std::span<const DirtyBitmapPtr> sources);
+  // Puts back content saved with DirtyBitmap::snapshot() (transaction abort), stored
+  // for persistent bitmaps; never fails in memory, a store error is returned.
+  Task<Status> restore(const DirtyBitmapPtr& b, const HBitmap& content);
+
+  // Recomputes tracking() (after a bitmap's enabled flag changed directly).
+  void update_tracking();
+
+ private:
+  const std::string node_name_;
+  std::atomic<bool> tracking_{false};
+  mutable std::mutex mu_;
+  std::vector<DirtyBitmapPtr> bitmaps_;   // GUARDED_BY(mu_), sorted by name
+  std::shared_ptr<BitmapStore> store_;    // GUARDED_BY(mu_)
+};
+
+}  // namespace blockcore
