@@ -172,3 +172,121 @@ class Qmp:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# ---- dirty bitmaps (issue 4): QEMU's view and fleeced's view of a bitmap ------------------
+
+def dirty_bitmap_context(name):
+    return f"qemu:dirty-bitmap:{name}"
+
+
+def nbdinfo_extents(uri, context=None, timeout=60):
+    """`nbdinfo --json --map[=context] uri` as a list of (offset, length, type), with
+    neighbours of the same type merged (servers may split runs differently)."""
+    args = ["nbdinfo", "--json", f"--map={context}" if context else "--map", uri]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {r.returncode}:\n{r.stdout}{r.stderr}")
+    merged = []
+    for e in json.loads(r.stdout):
+        if merged and merged[-1][2] == e["type"] and merged[-1][0] + merged[-1][1] == e["offset"]:
+            merged[-1][1] += e["length"]
+        else:
+            merged.append([e["offset"], e["length"], e["type"]])
+    return [tuple(e) for e in merged]
+
+
+def dirty_granules_of(extents, granularity, disk_size=None):
+    """The granule indices a dirty-bitmap map marks dirty (type bit 1). Asserts every
+    run boundary lies on a granule boundary (or at the end of the disk)."""
+    out = set()
+    for off, length, typ in extents:
+        end = off + length
+        assert off % granularity == 0, f"run at {off} not aligned to {granularity}"
+        assert end % granularity == 0 or end == disk_size or disk_size is None, \
+            f"run ends at {end}, not aligned to {granularity} (disk {disk_size})"
+        if typ & 1:
+            out.update(range(off // granularity, -(-end // granularity)))
+    return out
+
+
+def granules_touched(ranges, granularity, disk_size):
+    """The granules that (offset, length) byte ranges touch, clipped to the disk."""
+    out = set()
+    for off, length in ranges:
+        end = min(off + length, disk_size)
+        if length > 0 and off < disk_size:
+            out.update(range(off // granularity, -(-end // granularity)))
+    return out
+
+
+class QemuNbd:
+    """`qemu-nbd -r` on a Unix socket exporting image `path` as `d` with the persistent
+    bitmaps `bitmaps` (-B NAME each). A context manager; stops the server on exit."""
+
+    def __init__(self, tmpdir, path, bitmaps=(), fmt="qcow2", extra=()):
+        self.sock = Path(tmpdir) / "qemu-nbd.sock"
+        self.log_path = Path(tmpdir) / "qemu-nbd.log"
+        self.args = ["qemu-nbd", "-r", "-t", "-f", fmt, "-k", str(self.sock), "-x", "d"]
+        for b in bitmaps:
+            self.args += ["-B", b]
+        self.args += list(extra) + [str(path)]
+
+    def uri(self):
+        return f"nbd+unix:///d?socket={self.sock}"
+
+    def __enter__(self):
+        if self.sock.exists():
+            self.sock.unlink()
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_socket(self.sock, self.proc)
+        except Exception:
+            self.__exit__()
+            raise RuntimeError(f"qemu-nbd did not start: {self.log_path.read_text()}")
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def qemu_nbd_bitmap_map(tmpdir, path, name, fmt="qcow2"):
+    """The map of persistent bitmap `name` of image `path` as qemu-nbd -B serves it."""
+    with QemuNbd(tmpdir, path, [name], fmt=fmt) as q:
+        return nbdinfo_extents(q.uri(), dirty_bitmap_context(name))
+
+
+def qemu_img_bitmaps(path, force_share=False):
+    """{name: {"flags": [...], "granularity": g}} from `qemu-img info --output=json`."""
+    args = ["qemu-img", "info", "--output=json"] + (["-U"] if force_share else []) + [str(path)]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {r.returncode}: {r.stderr}")
+    data = json.loads(r.stdout).get("format-specific", {}).get("data", {})
+    return {b["name"]: b for b in data.get("bitmaps", [])}
+
+
+def query_dirty_bitmaps(qmp, node=None):
+    """{name: BlockDirtyInfo} of `node` (every node when None: {(node, name): info})
+    from query-dirty-bitmaps. Accepts a flat list of bitmaps carrying their node
+    ("node" or "node-name") or a list of {"node-name", "dirty-bitmaps": [...]}."""
+    r = qmp.cmd("query-dirty-bitmaps")
+    assert "return" in r, r
+    flat = []
+    for item in r["return"]:
+        if "dirty-bitmaps" in item:
+            n = item.get("node-name", item.get("node"))
+            flat += [(n, b) for b in item["dirty-bitmaps"]]
+        else:
+            flat.append((item.get("node-name", item.get("node")), item))
+    if node is None:
+        return {(n, b["name"]): b for n, b in flat}
+    return {b["name"]: b for n, b in flat if n == node}
