@@ -38,10 +38,6 @@ struct CommandContext {
   // NBD clients connected to an export; block-export-del in mode "safe" refuses to
   // remove an export that has any. Unset: 0 (safe removal always proceeds).
   std::function<size_t(const Export&)> export_clients;
-  // OK if dirty bitmap `name` exists on `node` (for block-export-add `bitmaps`), else an
-  // error whose message is the QMP desc. Unset: no node has bitmaps.
-  std::function<blockcore::Status(const blockcore::BlockNode& node, const std::string& name)>
-      find_bitmap;
 };
 
 }  // namespace server::control

@@ -7,6 +7,7 @@
 #include "server/control/blockdev_options.h"
 #include "server/control/command_table.h"
 #include "server/control/qmp_error.h"
+#include "server/export/export_bitmaps.h"
 
 namespace server::control {
 namespace {
@@ -19,12 +20,18 @@ using nlohmann::json;
 // NBD's limit on export names and descriptions (NBD_MAX_STRING_SIZE).
 constexpr size_t kMaxNbdString = 4096;
 
-// How an export shows up among a node's users (in graph error messages).
+// The bitmap `name` of exactly the node `node_name` (QEMU's block_dirty_bitmap_lookup).
+Result<blockcore::DirtyBitmapPtr> find_node_bitmap(CommandContext& ctx, const std::string& node_name,
+                                                   const std::string& name) {
+  BlockNodePtr node = ctx.graph.find(node_name);
+  if (!node) return Status::error(ENOENT, "Node '" + node_name + "' not found");
+  return node->bitmaps().lookup(name);
+}
 
-// BlockDirtyBitmapOrStr: "name" or {"node": N, "name": B}.
-std::vector<std::pair<std::string, std::string>> read_bitmaps(ArgReader& r,
-                                                              const std::string& node_name) {
-  std::vector<std::pair<std::string, std::string>> out;  // (node, bitmap)
+// BlockDirtyBitmapOrStr: "name" or {"node": N, "name": B}; as (node, bitmap) pairs, node
+// empty for a bare name.
+std::vector<std::pair<std::string, std::string>> read_bitmaps(ArgReader& r) {
+  std::vector<std::pair<std::string, std::string>> out;
   const json* v = r.optional_value("bitmaps");
   if (v == nullptr) return out;
   if (!v->is_array()) {
@@ -35,7 +42,7 @@ std::vector<std::pair<std::string, std::string>> read_bitmaps(ArgReader& r,
     const json& item = (*v)[i];
     std::string key = "bitmaps[" + std::to_string(i) + "]";
     if (item.is_string()) {
-      out.emplace_back(node_name, item.get<std::string>());
+      out.emplace_back(std::string(), item.get<std::string>());
     } else if (item.is_object() && item.size() == 2 && item.contains("node") &&
                item.contains("name") && item["node"].is_string() && item["name"].is_string()) {
       out.emplace_back(item["node"].get<std::string>(), item["name"].get<std::string>());
@@ -58,7 +65,7 @@ asio::awaitable<Result<json>> block_export_add(const json& args, CommandContext&
   }
   std::string name = r.optional_string("name").value_or(node_name);
   std::string description = r.optional_string("description").value_or("");
-  auto bitmaps = read_bitmaps(r, node_name);
+  auto bitmaps = read_bitmaps(r);
   bool allocation_depth = r.optional_bool("allocation-depth", false);
   if (Status s = r.finish(); !s.is_ok()) co_return s;
 
@@ -81,15 +88,19 @@ asio::awaitable<Result<json>> block_export_add(const json& args, CommandContext&
     co_return generic_error("description '" + description + "' too long");
   }
   auto e = std::make_shared<Export>();
+  e->root = node;
+  // A bare name is looked for on the node and down its backing/filter chain; the
+  // {node, name} form names the node exactly (QEMU's block-export-add).
   for (const auto& [bm_node, bm_name] : bitmaps) {
-    Status found = Status::invalid("Bitmap '" + bm_name + "' is not found");
-    if (bm_node == node_name && ctx.find_bitmap) found = ctx.find_bitmap(*node, bm_name);
-    if (!found.is_ok()) co_return generic_error(error_desc_of(found));
-    e->bitmaps.push_back(bm_name);
+    Result<blockcore::DirtyBitmapPtr> found =
+        bm_node.empty() ? find_export_bitmap(*node, bm_name) : find_node_bitmap(ctx, bm_node, bm_name);
+    if (!found.is_ok()) co_return generic_error(error_desc_of(found.status()));
+    if (Status s = add_export_bitmap(*e, bm_name, *found); !s.is_ok()) {
+      co_return generic_error(error_desc_of(s));
+    }
   }
   e->name = name;
   e->description = description;
-  e->root = std::move(node);
   e->writable = writable;
   e->allocation_depth = allocation_depth;
   ExportPtr exp = e;

@@ -9,6 +9,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "server/export/export_bitmaps.h"
+
 namespace server::daemon {
 
 using blockcore::NodeSpec;
@@ -43,6 +45,14 @@ Result<ExportPtr> ConfigApplier::make_export(const config::ExportConfig& ec,
   e->bitmaps = ec.bitmaps;
   e->allocation_depth = ec.allocation_depth;
   e->allow = ec.allow;
+  // ORDER: the bitmaps an export offers must exist when it is built, so the config's
+  // top-level `bitmaps:` are ensured (created if missing) after the nodes open and
+  // before any export is built, at start-up and on reload alike.
+  if (Status s = bind_export_bitmaps(*e); !s.is_ok()) {
+    std::string where = s.code() == ENOENT ? " on node '" + ec.node + "' or its backing chain" : "";
+    return Status::error(s.code(), ec.where.to_string() + ": export '" + ec.name + "': " +
+                                       s.message() + where);
+  }
   return ExportPtr(std::move(e));
 }
 

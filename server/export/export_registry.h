@@ -4,6 +4,9 @@
 // by block-export-add/del. Connections keep a shared_ptr to the Export they opened, so
 // removal never frees a node under an in-flight request; removal notifies listeners
 // (the NBD server closes that export's connections).
+// An export's dirty bitmaps are bound when it is built (server/export/export_bitmaps.h):
+// each named bitmap is held busy for as long as any holder of the Export lives, so the
+// last connection letting go of a removed export is what releases them.
 // Threading: ExportRegistry is thread-safe; Export is immutable once registered.
 #pragma once
 
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "blockcore/base/status.h"
+#include "blockcore/bitmap/dirty_bitmap.h"
 #include "blockcore/block_node.h"
 
 namespace server {
@@ -26,9 +30,20 @@ struct Export {
   blockcore::BlockNodePtr root;
   bool writable = false;
   std::vector<std::string> bitmaps;  // offered as qemu:dirty-bitmap:NAME
+  // The bitmaps themselves, bitmap_uses[i] serving bitmaps[i], each kept busy while the
+  // Export lives (filled by bind_export_bitmaps or add_export_bitmap). A name without
+  // a bound bitmap is not offered.
+  std::vector<std::shared_ptr<const blockcore::DirtyBitmap::BusyGuard>> bitmap_uses;
   bool allocation_depth = false;     // offers qemu:allocation-depth
   std::vector<std::string> allow;    // client identities allowed; empty = everyone
   std::string node_name() const { return root ? root->name() : std::string(); }
+  // The bitmap offered as qemu:dirty-bitmap:`bitmap_name`, or null.
+  blockcore::DirtyBitmapPtr bitmap(std::string_view bitmap_name) const {
+    for (size_t i = 0; i < bitmaps.size() && i < bitmap_uses.size(); ++i) {
+      if (bitmaps[i] == bitmap_name && bitmap_uses[i]) return bitmap_uses[i]->bitmap();
+    }
+    return nullptr;
+  }
 };
 
 using ExportPtr = std::shared_ptr<const Export>;

@@ -4,6 +4,7 @@
 
 #include "server/nbd/allocation_depth_context.h"
 #include "server/nbd/base_allocation_context.h"
+#include "server/nbd/dirty_bitmap_context.h"
 
 namespace server::nbd {
 
@@ -18,6 +19,7 @@ bool split_context_name(std::string_view name, std::string_view& ns, std::string
 MetaContextRegistry::MetaContextRegistry() {
   add(std::make_unique<BaseAllocationProvider>());
   add(std::make_unique<AllocationDepthProvider>());
+  add(std::make_unique<DirtyBitmapProvider>());
 }
 
 MetaContextRegistry MetaContextRegistry::empty_registry() {

@@ -80,8 +80,8 @@ class MetaContextProvider {
 
 class MetaContextRegistry {
  public:
-  // A registry offering the standard contexts: base:allocation and (on exports that
-  // enable it) qemu:allocation-depth.
+  // A registry offering the standard contexts: base:allocation, (on exports that
+  // enable it) qemu:allocation-depth, and qemu:dirty-bitmap:NAME for an export's bitmaps.
   MetaContextRegistry();
   // A registry with no providers at all (tests).
   static MetaContextRegistry empty_registry();

@@ -2,8 +2,10 @@
 // ExportRegistry.
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <vector>
 
+#include "blockcore/bitmap/dirty_bitmap.h"
 #include "control_test_env.h"
 
 namespace server::control {
@@ -141,23 +143,69 @@ TEST_F(ExportCommandsTest, AWritableExportMayNotWriteANodeAWritableParentWrites)
   EXPECT_TRUE(graph_.uses_of("disk0").empty());
 }
 
-TEST_F(ExportCommandsTest, BitmapsAreCheckedThroughTheContextHook) {
-  std::vector<std::string> asked;
-  ctx_.find_bitmap = [&asked](const blockcore::BlockNode& node, const std::string& name) {
-    asked.push_back(node.name() + "/" + name);
-    return name == "nightly" ? blockcore::Status::ok()
-                             : blockcore::Status::invalid("Bitmap '" + name + "' is not found");
+TEST_F(ExportCommandsTest, BitmapsAreFoundOnTheNodeAndDownItsChain) {
+  blockcore::BlockNodePtr disk0 = graph_.find("disk0");
+  blockcore::BlockNodePtr f0 = graph_.find("f0");
+  auto add_bitmap = [](blockcore::BlockNode& n, const std::string& name) {
+    auto r = fleece_test::run_task(n.bitmaps().create({.name = name}, n.size()));
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r.is_ok() ? *r : nullptr;
   };
+  blockcore::DirtyBitmapPtr nightly = add_bitmap(*disk0, "nightly");
+  blockcore::DirtyBitmapPtr on_file = add_bitmap(*f0, "on-file");
+
   EXPECT_EQ(err("block-export-add",
                 {{"type", "nbd"}, {"id", "e"}, {"node-name", "disk0"}, {"bitmaps", {"weekly"}}}),
             "Bitmap 'weekly' is not found");
+  // {node, name} names the node exactly (QEMU's block_dirty_bitmap_lookup).
+  EXPECT_EQ(err("block-export-add", {{"type", "nbd"},
+                                     {"id", "e"},
+                                     {"node-name", "disk0"},
+                                     {"bitmaps", json::array({{{"node", "nope"}, {"name", "x"}}})}}),
+            "Node 'nope' not found");
+  EXPECT_EQ(err("block-export-add",
+                {{"type", "nbd"},
+                 {"id", "e"},
+                 {"node-name", "disk0"},
+                 {"bitmaps", json::array({{{"node", "disk0"}, {"name", "on-file"}}})}}),
+            "Dirty bitmap 'on-file' not found");
+  EXPECT_EQ(err("block-export-add",
+                {{"type", "nbd"},
+                 {"id", "e"},
+                 {"node-name", "disk0"},
+                 {"bitmaps", json::array({"nightly", {{"node", "disk0"}, {"name", "nightly"}}})}}),
+            "Bitmap 'nightly' is listed twice");
+  EXPECT_TRUE(exports_.list().empty());
+  EXPECT_FALSE(nightly->busy());
+
+  // A bare name: on the node itself, or through raw (which passes its file through) on f0.
+  ok("block-export-add", {{"type", "nbd"},
+                          {"id", "e"},
+                          {"node-name", "disk0"},
+                          {"bitmaps", json::array({"nightly", "on-file"})}});
+  ExportPtr e = exports_.find("disk0");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->bitmaps, (std::vector<std::string>{"nightly", "on-file"}));
+  EXPECT_EQ(e->bitmap("nightly"), nightly);
+  EXPECT_EQ(e->bitmap("on-file"), on_file);
+  EXPECT_EQ(ok("query-block-exports")[0]["bitmaps"], json::array({"nightly", "on-file"}));
+  // Exported bitmaps are busy: they cannot be removed under a client.
+  EXPECT_TRUE(nightly->busy());
+  EXPECT_TRUE(on_file->busy());
+  EXPECT_EQ(fleece_test::run_task(disk0->bitmaps().remove("nightly")).code(), EBUSY);
+
+  e.reset();
+  ok("block-export-del", {{"id", "e"}});
+  EXPECT_FALSE(nightly->busy());
+  EXPECT_FALSE(on_file->busy());
+
+  // The explicit form, under the bitmap's own name.
   ok("block-export-add",
      {{"type", "nbd"},
-      {"id", "e"},
+      {"id", "e2"},
       {"node-name", "disk0"},
-      {"bitmaps", json::array({"nightly", {{"node", "disk0"}, {"name", "nightly"}}})}});
-  EXPECT_EQ(asked, (std::vector<std::string>{"disk0/weekly", "disk0/nightly", "disk0/nightly"}));
-  EXPECT_EQ(exports_.find("disk0")->bitmaps, (std::vector<std::string>{"nightly", "nightly"}));
+      {"bitmaps", json::array({{{"node", "f0"}, {"name", "on-file"}}})}});
+  EXPECT_EQ(exports_.find("disk0")->bitmap("on-file"), on_file);
 }
 
 TEST_F(ExportCommandsTest, SafeDeleteRefusesExportsWithClientsHardDeleteDoesNot) {
