@@ -21,7 +21,8 @@ using nlohmann::json;
 constexpr size_t kMaxNbdString = 4096;
 
 // The bitmap `name` of exactly the node `node_name` (QEMU's block_dirty_bitmap_lookup).
-Result<blockcore::DirtyBitmapPtr> find_node_bitmap(CommandContext& ctx, const std::string& node_name,
+Result<blockcore::DirtyBitmapPtr> find_node_bitmap(CommandContext& ctx,
+                                                   const std::string& node_name,
                                                    const std::string& name) {
   BlockNodePtr node = ctx.graph.find(node_name);
   if (!node) return Status::error(ENOENT, "Node '" + node_name + "' not found");
@@ -92,8 +93,9 @@ asio::awaitable<Result<json>> block_export_add(const json& args, CommandContext&
   // A bare name is looked for on the node and down its backing/filter chain; the
   // {node, name} form names the node exactly (QEMU's block-export-add).
   for (const auto& [bm_node, bm_name] : bitmaps) {
-    Result<blockcore::DirtyBitmapPtr> found =
-        bm_node.empty() ? find_export_bitmap(*node, bm_name) : find_node_bitmap(ctx, bm_node, bm_name);
+    Result<blockcore::DirtyBitmapPtr> found = bm_node.empty()
+                                                  ? find_export_bitmap(*node, bm_name)
+                                                  : find_node_bitmap(ctx, bm_node, bm_name);
     if (!found.is_ok()) co_return generic_error(error_desc_of(found.status()));
     if (Status s = add_export_bitmap(*e, bm_name, *found); !s.is_ok()) {
       co_return generic_error(error_desc_of(s));

@@ -158,10 +158,11 @@ TEST_F(ExportCommandsTest, BitmapsAreFoundOnTheNodeAndDownItsChain) {
                 {{"type", "nbd"}, {"id", "e"}, {"node-name", "disk0"}, {"bitmaps", {"weekly"}}}),
             "Bitmap 'weekly' is not found");
   // {node, name} names the node exactly (QEMU's block_dirty_bitmap_lookup).
-  EXPECT_EQ(err("block-export-add", {{"type", "nbd"},
-                                     {"id", "e"},
-                                     {"node-name", "disk0"},
-                                     {"bitmaps", json::array({{{"node", "nope"}, {"name", "x"}}})}}),
+  EXPECT_EQ(err("block-export-add",
+                {{"type", "nbd"},
+                 {"id", "e"},
+                 {"node-name", "disk0"},
+                 {"bitmaps", json::array({{{"node", "nope"}, {"name", "x"}}})}}),
             "Node 'nope' not found");
   EXPECT_EQ(err("block-export-add",
                 {{"type", "nbd"},
