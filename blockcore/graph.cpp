@@ -2,15 +2,27 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <string>
+#include <system_error>
 #include <utility>
 
 #include "blockcore/node_name.h"
+#include "blockcore/qcow2/qcow2_bitmap_store.h"
 
 namespace blockcore {
 namespace {
 
 std::string node_user(const std::string& name) { return "node '" + name + "'"; }
+
+// One key for every spelling of a container path (relative names against the working
+// directory, which is where open(2) resolves them too).
+std::string container_key(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::path p = std::filesystem::absolute(path, ec);
+  if (ec) p = path;
+  return p.lexically_normal().string();
+}
 
 }  // namespace
 
@@ -70,6 +82,7 @@ Result<BlockNodePtr> Graph::open_locked(const NodeSpec& spec, const std::string&
     return Status::invalid(label + ": a 'backing' child is given, but the backing mode is not "
                                    "'child'");
   }
+  FLEECE_RETURN_IF_ERROR(check_bitmap_file_locked(s, *driver));
 
   std::vector<PendingUse> pending;
   BlockNodePtr file_child;
@@ -119,9 +132,52 @@ Result<BlockNodePtr> Graph::open_locked(const NodeSpec& spec, const std::string&
   if (nodes_.count(s.node_name)) {
     return Status::error(EEXIST, "node name '" + s.node_name + "' is already in use");
   }
-  nodes_.emplace(s.node_name, Entry{node.value(), inline_parent, driver->stable_file_reads});
+  // On error the node, the only reference to it, closes as it goes out of scope.
+  if (s.bitmap_file) {
+    FLEECE_RETURN_IF_ERROR(attach_bitmap_file_locked(*node.value(), *s.bitmap_file));
+  }
+  nodes_.emplace(s.node_name, Entry{node.value(), inline_parent, driver->stable_file_reads,
+                                    s.bitmap_file ? container_key(*s.bitmap_file) : ""});
   added.push_back(s.node_name);
   return node;
+}
+
+Status Graph::check_bitmap_file_locked(const NodeSpec& spec, const DriverEntry& driver) const {
+  if (!spec.bitmap_file) return Status::ok();
+  const std::string label = node_user(spec.node_name);
+  if (!driver.takes_bitmap_file) {
+    return Status::invalid(label + ": driver '" + spec.driver +
+                           "' takes no 'bitmap-file' (it is for drivers without a bitmap store "
+                           "of their own, such as file and raw; qcow2 keeps its bitmaps in its "
+                           "image)");
+  }
+  if (spec.bitmap_file->empty()) return Status::invalid(label + ": 'bitmap-file' is empty");
+  return Status::ok();
+}
+
+Status Graph::attach_bitmap_file_locked(BlockNode& node, const std::string& path) {
+  // Checked here, after the node's children registered: an inline child may name it too.
+  const std::string key = container_key(path);
+  for (const auto& [name, entry] : nodes_) {
+    if (entry.bitmap_file == key) {
+      return Status::error(EBUSY, node_user(node.name()) + ": bitmap-file '" + path +
+                                      "' is already the bitmap-file of node '" + name +
+                                      "' (every node needs its own container)");
+    }
+  }
+  std::vector<DirtyBitmapPtr> loaded;
+  const bool read_only = node.read_only();
+  Result<qcow2::Qcow2BitmapStorePtr> store = qcow2::open_bitmap_container(
+      path, node.size(), read_only, /*create=*/!read_only, pool_, loaded);
+  if (!store.is_ok()) {
+    // The store's messages name the container ("bitmap file 'PATH' ..."); add the node.
+    const Status& e = store.status();
+    const std::string node_label = node_user(node.name());
+    if (e.message().find(path) != std::string::npos) return e.with_context(node_label);
+    return e.with_context(node_label + ": bitmap file '" + path + "'");
+  }
+  node.bitmaps().attach_store(std::move(store.value()), std::move(loaded));
+  return Status::ok();
 }
 
 ImplicitChildOpener Graph::implicit_opener(const std::string& parent, const ChainContext& chain,

@@ -12,6 +12,11 @@
 // has started using them by name. Implicit children — the backing chain a driver opens
 // from its image header through OpenRequest::open_implicit_child — are registered the
 // same way (generated name, removed with the parent that must hold them as children).
+// Bitmap containers: a node whose driver takes one (DriverEntry::takes_bitmap_file) and
+// whose spec names a `bitmap_file` gets that qcow2 container opened (created when missing
+// and the node is writable) right after its driver opened it and before it is
+// registered; the store and its bitmaps are attached to the node's NodeBitmaps, which
+// closes the store when the node goes away. Two registered nodes never share a container.
 // add() is all-or-nothing: on any error nothing it opened stays registered.
 // Threading: structural calls (add/remove/find/list/users) are serialized by an internal
 // mutex and are meant for the control/start-up path (opening a node blocks on open(2));
@@ -99,6 +104,13 @@ class Graph {
   // The open_implicit_child callback for a node being opened as `parent`.
   ImplicitChildOpener implicit_opener(const std::string& parent, const ChainContext& chain,
                                       std::vector<std::string>& added);
+  // Checks a spec's bitmap_file before anything is opened (the driver takes one, the
+  // path is not empty). REQUIRES: mu_ held.
+  Status check_bitmap_file_locked(const NodeSpec& spec, const DriverEntry& driver) const;
+  // Opens the container `path` for the freshly opened, not yet registered `node` and
+  // attaches it; EBUSY when a registered node already uses that container.
+  // REQUIRES: mu_ held.
+  Status attach_bitmap_file_locked(BlockNode& node, const std::string& path);
   std::vector<NodeUse> uses_locked(const BlockNode* node) const;
   std::vector<std::string> parents_locked(const BlockNode* node) const;
   // Unregisters `name` and then each of its inline children nobody else uses.
@@ -113,6 +125,7 @@ class Graph {
     // for inline children that outlived their parent because another node uses them).
     std::string inline_parent;
     bool stable_file_reads = false;  // its driver's DriverEntry::stable_file_reads
+    std::string bitmap_file;         // its container, normalized ("" when none)
   };
 
   io::BlockingPool& pool_;

@@ -25,8 +25,12 @@ Result<BlockNodePtr> open_raw(const OpenRequest& r) {
 
 NodeFactory NodeFactory::with_builtin_drivers() {
   NodeFactory f;
-  f.add(DriverEntry{"file", /*takes_file_child=*/false, /*stable_file_reads=*/false, &open_file});
-  f.add(DriverEntry{"raw", /*takes_file_child=*/true, /*stable_file_reads=*/false, &open_raw});
+  DriverEntry file{"file", /*takes_file_child=*/false, /*stable_file_reads=*/false, &open_file};
+  file.takes_bitmap_file = true;
+  f.add(std::move(file));
+  DriverEntry raw{"raw", /*takes_file_child=*/true, /*stable_file_reads=*/false, &open_raw};
+  raw.takes_bitmap_file = true;
+  f.add(std::move(raw));
   f.add(DriverEntry{"qcow2", /*takes_file_child=*/true, /*stable_file_reads=*/true,
                     &qcow2::open_qcow2_node, /*takes_backing=*/true, /*takes_data_file=*/true});
   return f;

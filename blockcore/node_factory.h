@@ -1,7 +1,8 @@
 // NodeFactory: the table from a driver name ("file", "raw", later "qcow2" and filters)
 // to the function that opens a node of that driver, plus what the graph must know about
 // the driver before opening it (does it take a `file` child; do its read-only opens still
-// need that child unchanged). Later issues add a driver by adding one entry.
+// need that child unchanged; may its nodes name a `bitmap-file`). Later issues add a
+// driver by adding one entry.
 // Threading: build it once (add() before use); lookups on a const factory may run
 // concurrently.
 #pragma once
@@ -64,6 +65,9 @@ struct DriverEntry {
   // The driver accepts `backing` (a backing chain) and `data-file` children.
   bool takes_backing = false;
   bool takes_data_file = false;
+  // The driver has no bitmap store of its own, so its nodes may keep their persistent
+  // bitmaps in a container file (NodeSpec::bitmap_file), which the graph opens.
+  bool takes_bitmap_file = false;
 };
 
 class NodeFactory {
