@@ -26,8 +26,15 @@ struct Inherited {
 
 NodeSpec read_node(ArgReader& r, const Inherited& parent);
 
+// fleece's extension for drivers without a bitmap store of their own: the qcow2
+// container that holds the node's persistent dirty bitmaps.
+void read_bitmap_file(ArgReader& r, NodeSpec& spec) {
+  spec.bitmap_file = r.optional_string("bitmap-file");
+}
+
 void read_file_options(ArgReader& r, NodeSpec& spec, const Inherited& own) {
   spec.file.filename = r.required_string("filename");
+  read_bitmap_file(r, spec);
   spec.file.direct = own.direct;
   auto locking = r.optional_enum("locking", {"auto", "on", "off"});
   if (locking == "on") spec.file.locking = LockMode::kOn;
@@ -63,6 +70,7 @@ void read_raw_options(ArgReader& r, NodeSpec& spec, const Inherited& own) {
   spec.file_child = read_child_ref(r, "file", own, /*required=*/true);
   spec.raw.offset = r.optional_uint64("offset").value_or(0);
   spec.raw.size = r.optional_uint64("size");
+  read_bitmap_file(r, spec);
 }
 
 // BlockdevOptionsQcow2 (BlockdevOptionsGenericCOWFormat): file, backing
@@ -88,12 +96,13 @@ void read_qcow2_options(ArgReader& r, NodeSpec& spec, const Inherited& own) {
 struct DriverOptions {
   std::string_view name;
   void (*read)(ArgReader& r, NodeSpec& spec, const Inherited& own);
+  bool takes_bitmap_file = false;  // its reader reads `bitmap-file`
 };
 
 // Every driver blockdev-add accepts, with the reader of its own members.
 constexpr DriverOptions kDrivers[] = {
-    {"file", read_file_options},
-    {"raw", read_raw_options},
+    {"file", read_file_options, /*takes_bitmap_file=*/true},
+    {"raw", read_raw_options, /*takes_bitmap_file=*/true},
     {"qcow2", read_qcow2_options},
 };
 
@@ -127,7 +136,15 @@ NodeSpec read_node(ArgReader& r, const Inherited& parent) {
   if (r.optional_enum("discard", {"ignore", "unmap"}) == "ignore") {
     r.fail(generic_error("discard=ignore is not supported: fleece passes discards down"));
   }
-  if (drv != nullptr) drv->read(r, spec, own);
+  if (drv != nullptr) {
+    drv->read(r, spec, own);
+    if (!drv->takes_bitmap_file && r.optional_value("bitmap-file") != nullptr && r.ok()) {
+      r.fail(generic_error("Parameter '" + r.full_name("bitmap-file") +
+                           "' is unexpected: driver '" + spec.driver +
+                           "' keeps persistent bitmaps in its own image (bitmap-file is for "
+                           "file and raw nodes)"));
+    }
+  }
   return spec;
 }
 

@@ -3,6 +3,8 @@
 // cache {direct, no-flush}, discard. Driver members: file {filename, locking, aio};
 // raw {file (a node-name or an inline object), offset, size}; qcow2 {file, backing (null,
 // a node-name or an inline object; absent = the image header's chain), data-file}.
+// fleece's extension: `bitmap-file` on file and raw nodes (the qcow2 container holding
+// the node's persistent dirty bitmaps); other drivers refuse it, saying why.
 // Inline children inherit read-only and cache.direct from their parent unless they set
 // them, as in QEMU; an inline backing child is read-only.
 // Each driver's members are read by one small function in blockdev_options.cpp; a new

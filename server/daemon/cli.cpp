@@ -20,6 +20,10 @@ serve options:
                          (qcow2 magic or raw) and a warning is logged
   --description TEXT     export description sent to clients
   --direct               open the image with O_DIRECT
+  --bitmap NAME          ensure a persistent dirty bitmap NAME on the image (created when
+                         missing) and offer it as qemu:dirty-bitmap:NAME; repeatable
+  --bitmap-file PATH     raw images: the qcow2 container that keeps their persistent
+                         bitmaps (created when missing); qcow2 images keep their own
   --control PATH         also open a QMP control socket at PATH
 
 common options:
@@ -80,6 +84,12 @@ std::optional<CommandLine> parse_command_line(int argc, char** argv, std::string
       cl.description = v;
     } else if (cl.mode == CommandLine::Mode::kServe && a == "--direct") {
       cl.direct = true;
+    } else if (cl.mode == CommandLine::Mode::kServe && a == "--bitmap") {
+      if (!(v = need_value(a))) return std::nullopt;
+      cl.bitmaps.emplace_back(v);
+    } else if (cl.mode == CommandLine::Mode::kServe && a == "--bitmap-file") {
+      if (!(v = need_value(a))) return std::nullopt;
+      cl.bitmap_file = v;
     } else if (cl.mode == CommandLine::Mode::kServe && !a.empty() && a[0] != '-' &&
                cl.image.empty()) {
       cl.image = a;

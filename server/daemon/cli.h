@@ -23,6 +23,8 @@ struct CommandLine {
   std::string format;  // "raw", "qcow2", or "" (not given: probed from the image, like qemu-nbd)
   std::string description;
   bool direct = false;
+  std::vector<std::string> bitmaps;  // --bitmap NAME: ensured persistent and offered
+  std::string bitmap_file;           // --bitmap-file PATH: a raw image's bitmap container
 };
 
 // Parses argv. On a usage error returns nullopt and sets `error`.

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <memory>
 
 namespace server::daemon {
@@ -48,6 +49,13 @@ Result<config::Config> make_serve_config(const CommandLine& cl, bool activated) 
   format.read_only = cl.read_only;
   format.origin = "serve IMAGE";
   format.file_child = blockcore::ChildRef{"", file};
+  if (!cl.bitmap_file.empty()) {
+    if (driver != "raw") {
+      return Status::invalid("--bitmap-file is for raw images; a " + driver +
+                             " image keeps its persistent bitmaps itself");
+    }
+    format.bitmap_file = cl.bitmap_file;
+  }
   cfg.nodes.push_back(format);
 
   config::ExportConfig e;
@@ -55,6 +63,24 @@ Result<config::Config> make_serve_config(const CommandLine& cl, bool activated) 
   e.node = format.node_name;
   e.description = cl.description;
   e.writable = !cl.read_only;
+  for (const std::string& name : cl.bitmaps) {
+    if (name.empty()) return Status::invalid("--bitmap: the bitmap name is empty");
+    if (std::find(e.bitmaps.begin(), e.bitmaps.end(), name) != e.bitmaps.end()) {
+      return Status::invalid("--bitmap " + name + ": the bitmap is listed twice");
+    }
+    if (driver == "raw" && !format.bitmap_file) {
+      return Status::invalid("--bitmap " + name +
+                             ": a raw image keeps persistent bitmaps in a separate container; "
+                             "give one with --bitmap-file PATH");
+    }
+    config::BitmapConfig b;
+    b.node = format.node_name;
+    b.name = name;
+    b.persistent = true;
+    b.where.file = "--bitmap " + name;
+    cfg.bitmaps.push_back(b);
+    e.bitmaps.push_back(name);
+  }
   cfg.exports.push_back(e);
   return cfg;
 }
