@@ -220,8 +220,7 @@ class EnableAction : public TransactionAction {
 
 class DisableAction : public TransactionAction {
  public:
-  DisableAction(NodeLookup lookup, BitmapParams p)
-      : lookup_(std::move(lookup)), p_(std::move(p)) {}
+  DisableAction(NodeLookup lookup, BitmapParams p) : lookup_(std::move(lookup)), p_(std::move(p)) {}
   std::string type() const override { return kBitmapDisableType; }
 
   Task<Status> prepare() override {

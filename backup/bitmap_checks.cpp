@@ -50,7 +50,8 @@ Status check_add_granularity(uint64_t granularity) {
 }
 
 Status check_can_store(const blockcore::BlockNode& node, const std::string& name) {
-  const std::string prefix = "Can't make bitmap '" + name + "' persistent in '" + node.name() + "': ";
+  const std::string prefix =
+      "Can't make bitmap '" + name + "' persistent in '" + node.name() + "': ";
   const blockcore::BitmapStore* store = node.bitmaps().store();
   if (store == nullptr) {
     return Status::not_supported(prefix +

@@ -4,6 +4,7 @@
 
 #include "blockcore/drivers/file_node.h"
 #include "server/control/arg_reader.h"
+#include "server/control/bitmap_info.h"
 #include "server/control/blockdev_options.h"
 #include "server/control/command_table.h"
 #include "server/control/qmp_error.h"
@@ -95,7 +96,8 @@ json image_info(const BlockNode& node, bool nested, int depth = 0) {
 // QEMU's BlockDeviceInfo, with the members fleece knows; throttling is not a node
 // option in fleece, so the limits are reported as 0 (unlimited) like an unthrottled
 // QEMU node. Nodes with a backing child add backing_file, and backing_file_depth counts
-// the chain below the node.
+// the chain below the node. Nodes with dirty bitmaps add "dirty-bitmaps" (QEMU's
+// BlockDirtyInfo list); nodes with a bitmap store add fleece's "bitmap-store".
 json block_device_info(const BlockNode& node, bool flat) {
   const BlockNode& leaf = protocol_node(node);
   std::string filename = filename_of(node);
@@ -130,6 +132,14 @@ json block_device_info(const BlockNode& node, bool flat) {
   }
   for (const char* limit : {"bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr"}) {
     info[limit] = 0;
+  }
+  // As QEMU: present when the node has bitmaps.
+  if (json bitmaps = block_dirty_info_list(node); !bitmaps.empty()) {
+    info["dirty-bitmaps"] = std::move(bitmaps);
+  }
+  // fleece's: where the node keeps persistent bitmaps (absent: it cannot).
+  if (json store = bitmap_store_info(node); !store.is_null()) {
+    info["bitmap-store"] = std::move(store);
   }
   return info;
 }

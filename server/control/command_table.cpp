@@ -1,6 +1,9 @@
 #include "server/control/command_table.h"
 
+#include <memory>
 #include <stdexcept>
+
+#include "server/control/transaction_actions.h"
 
 namespace server::control {
 
@@ -29,6 +32,10 @@ CommandTable make_default_command_table() {
   register_block_commands(table);
   register_export_commands(table);
   register_create_commands(table);
+  // One lock for every bitmap management command (not global: owned by the handlers).
+  auto bitmap_lock = std::make_shared<ManagementLock>();
+  register_bitmap_commands(table, bitmap_lock);
+  register_transaction_commands(table, bitmap_lock);
   return table;
 }
 

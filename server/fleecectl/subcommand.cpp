@@ -82,6 +82,7 @@ SubcommandTable make_subcommand_table() {
   register_node_subcommands(table);
   register_export_subcommands(table);
   register_image_subcommands(table);
+  register_bitmap_subcommands(table);
   return table;
 }
 

@@ -1,5 +1,5 @@
-// Subcommands of fleecectl. Each family (meta, node, export; later bitmap, fleece,
-// backup) lives in its own file and registers its subcommands through one
+// Subcommands of fleecectl. Each family (meta, node, export, image, bitmap; later
+// fleece, backup) lives in its own file and registers its subcommands through one
 // register_*_subcommands() function; adding a family is a new file plus one line in
 // make_subcommand_table(). CliContext is what a subcommand runs with: the output
 // streams, --json, and the QMP connection (opened on first use).
@@ -82,6 +82,7 @@ void register_meta_subcommands(SubcommandTable& table);    // meta_subcommands.c
 void register_node_subcommands(SubcommandTable& table);    // node_subcommands.cpp
 void register_export_subcommands(SubcommandTable& table);  // export_subcommands.cpp
 void register_image_subcommands(SubcommandTable& table);   // image_subcommands.cpp
+void register_bitmap_subcommands(SubcommandTable& table);  // bitmap_subcommands.cpp
 
 SubcommandTable make_subcommand_table();
 

@@ -31,8 +31,7 @@ TEST_F(BitmapActionsTest, AddCreatesWithTheGivenOptions) {
 TEST_F(BitmapActionsTest, AddRefusals) {
   auto msg = [this](BitmapAddParams p) { return run1(make_bitmap_add(lookup_, p)).message(); };
   EXPECT_EQ(msg({"disk0", "", {}, false, false}), "Bitmap name cannot be empty");
-  EXPECT_EQ(msg({"nope", "b", {}, false, false}),
-            "Cannot find device='nope' nor node-name='nope'");
+  EXPECT_EQ(msg({"nope", "b", {}, false, false}), "Cannot find device='nope' nor node-name='nope'");
   for (uint64_t g : {0ull, 256ull, 1000ull, 65537ull, 1ull << 32}) {
     EXPECT_EQ(msg({"disk0", "b", g, false, false}),
               "Granularity must be power of 2 and at least 512")
@@ -67,8 +66,8 @@ TEST_F(BitmapActionsTest, AddPersistentStoresItAndAStoreErrorLeavesNothing) {
 
 TEST_F(BitmapActionsTest, LookupRefusalsOfTheOtherActions) {
   add(*disk0_, "b");
-  for (auto make : {make_bitmap_remove, make_bitmap_clear, make_bitmap_enable,
-                    make_bitmap_disable}) {
+  for (auto make :
+       {make_bitmap_remove, make_bitmap_clear, make_bitmap_enable, make_bitmap_disable}) {
     EXPECT_EQ(run1(make(lookup_, on("nope", "b"))).message(), "Node 'nope' not found");
     EXPECT_EQ(run1(make(lookup_, on("disk0", "x"))).message(), "Dirty bitmap 'x' not found");
   }
@@ -92,8 +91,8 @@ TEST_F(BitmapActionsTest, BusyBitmapsCannotBeChangedButCanBeMergedFrom) {
     auto hold = blockcore::DirtyBitmap::make_busy(b);
     const std::string busy =
         "Bitmap 'b' is currently in use by another operation and cannot be used";
-    for (auto make : {make_bitmap_remove, make_bitmap_clear, make_bitmap_enable,
-                      make_bitmap_disable}) {
+    for (auto make :
+         {make_bitmap_remove, make_bitmap_clear, make_bitmap_enable, make_bitmap_disable}) {
       Status s = run1(make(lookup_, on("disk0", "b")));
       EXPECT_EQ(s.message(), busy);
       EXPECT_EQ(s.code(), EBUSY);

@@ -1,6 +1,6 @@
-// Test fixtures for the bitmap actions: RAM nodes found by name, a BitmapStore that keeps
-// copies in memory (and can be told to fail), a snapshot of every bitmap's state to
-// compare before/after, and actions that write to a node or fail on purpose.
+// Test fixtures for the bitmap actions: RAM nodes found by name, a FakeStore per node
+// when asked, a snapshot of every bitmap's state to compare before/after, and actions
+// that write to a node or fail on purpose.
 // Threading: test thread only.
 #pragma once
 
@@ -13,63 +13,16 @@
 
 #include "backup/bitmap_actions.h"
 #include "backup/transaction.h"
-#include "blockcore/bitmap/bitmap_store.h"
 #include "testing/memory_node.h"
 #include "testing/run_task.h"
+#include "unit/backup/fake_bitmap_store.h"
 
 namespace backup {
 
 inline constexpr uint64_t kG = 65536;
 inline constexpr uint64_t kSize = 64 * kG;
 
-class FakeStore final : public blockcore::BitmapStore {
- public:
-  bool writable_ = true;
-  int fail_errno = 0;  // every call fails with it while set
-  std::map<std::string, blockcore::HBitmap> stored;
-  std::map<std::string, bool> stored_enabled;
-
-  bool writable() const override { return writable_; }
-  std::string describe() const override { return "fake store"; }
-  blockcore::Task<blockcore::Status> create(const blockcore::DirtyBitmapPtr& b) override {
-    if (fail_errno) co_return blockcore::Status::error(fail_errno, "fake create failed");
-    stored[b->name()] = b->snapshot();
-    stored_enabled[b->name()] = b->enabled();
-    b->set_durable(true);
-    co_return blockcore::Status::ok();
-  }
-  blockcore::Task<blockcore::Status> remove(const blockcore::DirtyBitmapPtr& b) override {
-    if (fail_errno) co_return blockcore::Status::error(fail_errno, "fake remove failed");
-    stored.erase(b->name());
-    stored_enabled.erase(b->name());
-    b->set_durable(false);
-    co_return blockcore::Status::ok();
-  }
-  blockcore::Task<blockcore::Status> persist_marks(std::span<const blockcore::DirtyBitmapPtr> bitmaps,
-                                                   uint64_t off, uint64_t len) override {
-    if (fail_errno) co_return blockcore::Status::error(fail_errno, "fake persist failed");
-    for (const auto& b : bitmaps) {
-      blockcore::DirtyBitmap copy(b->name(), b->disk_size(), b->granularity());
-      copy.restore(stored[b->name()]);
-      copy.mark(off, len);
-      stored[b->name()] = copy.snapshot();
-      b->mark(off, len);
-    }
-    co_return blockcore::Status::ok();
-  }
-  blockcore::Task<blockcore::Status> write_bitmap(
-      const blockcore::DirtyBitmapPtr& b, std::function<void(blockcore::HBitmap&)> change) override {
-    if (fail_errno) co_return blockcore::Status::error(fail_errno, "fake write failed");
-    blockcore::HBitmap content = b->snapshot();
-    if (change) change(content);
-    stored[b->name()] = content;
-    stored_enabled[b->name()] = b->enabled();
-    b->restore(content);
-    b->set_durable(true);
-    co_return blockcore::Status::ok();
-  }
-  blockcore::Task<blockcore::Status> close() override { co_return blockcore::Status::ok(); }
-};
+using fleece_test::FakeStore;
 
 // Everything a user can observe of one bitmap.
 struct BitmapState {
@@ -82,8 +35,8 @@ struct BitmapState {
 inline std::map<std::string, BitmapState> states_of(const blockcore::BlockNode& node) {
   std::map<std::string, BitmapState> out;
   for (const auto& b : node.bitmaps().list()) {
-    out[b->name()] = {b->snapshot(), b->granularity(), b->enabled(), b->persistent(),
-                      b->inconsistent(), b->busy()};
+    out[b->name()] = {b->snapshot(),   b->granularity(),  b->enabled(),
+                      b->persistent(), b->inconsistent(), b->busy()};
   }
   return out;
 }

@@ -53,7 +53,8 @@ class BitmapTransactionTest : public BitmapActionsTest {
   // Every kind of action, several on the same bitmap, then `last`.
   std::vector<TransactionActionPtr> every_action(TransactionActionPtr last) {
     std::vector<TransactionActionPtr> v;
-    v.push_back(make_bitmap_merge(lookup_, {"disk0", "old", {{std::nullopt, "live"}, {"disk1", "x"}}}));
+    v.push_back(
+        make_bitmap_merge(lookup_, {"disk0", "old", {{std::nullopt, "live"}, {"disk1", "x"}}}));
     v.push_back(make_bitmap_clear(lookup_, on("live")));
     v.push_back(make_bitmap_merge(lookup_, {"disk0", "live", {{"disk1", "x"}}}));
     v.push_back(make_bitmap_clear(lookup_, on("stale")));
@@ -226,8 +227,9 @@ TEST_F(BitmapTransactionTest, AStoreErrorWhileRollingBackIsReported) {
     co_return;
   }));
   Status s = run(std::move(v));
-  EXPECT_EQ(s.message(),
-            "the test action fails; rolling back block-dirty-bitmap-clear failed: fake write failed");
+  EXPECT_EQ(
+      s.message(),
+      "the test action fails; rolling back block-dirty-bitmap-clear failed: fake write failed");
   // Memory has its bits back whatever the store did.
   EXPECT_TRUE(live->all_dirty(1 * kG, kG));
 }

@@ -77,8 +77,8 @@ TEST(Transaction, AFailedPrepareAbortsThePreparedOnesInReverseAndStops) {
 TEST(Transaction, AFailingFirstActionTouchesNothingElse) {
   Log log;
   Transaction t;
-  t.add(std::make_unique<LoggingAction>(
-      0, log, LoggingAction::Config{.prepare = Status::invalid("no")}));
+  t.add(std::make_unique<LoggingAction>(0, log,
+                                        LoggingAction::Config{.prepare = Status::invalid("no")}));
   t.add(std::make_unique<LoggingAction>(1, log));
   EXPECT_FALSE(run_task(t.run()).is_ok());
   EXPECT_EQ(log, (Log{"p0", "k0"}));
