@@ -14,6 +14,8 @@ const char* metadata_kind_name(MetadataKind kind) {
     case MetadataKind::kSnapshotTable: return "the snapshot table";
     case MetadataKind::kInactiveL1: return "a snapshot's L1 table";
     case MetadataKind::kBitmapDirectory: return "the bitmap directory";
+    case MetadataKind::kBitmapTable: return "a bitmap table";
+    case MetadataKind::kBitmapData: return "a bitmap data cluster";
   }
   return "metadata";
 }
@@ -32,12 +34,14 @@ void MetadataMap::remove_range(MetadataKind kind, uint64_t offset) {
 const std::set<uint64_t>* MetadataMap::clusters_of(MetadataKind kind) const {
   if (kind == MetadataKind::kActiveL2) return &l2_tables_;
   if (kind == MetadataKind::kRefcountBlock) return &refcount_blocks_;
+  if (kind == MetadataKind::kBitmapData) return &bitmap_data_;
   return nullptr;
 }
 
 std::set<uint64_t>* MetadataMap::clusters_of(MetadataKind kind) {
   if (kind == MetadataKind::kActiveL2) return &l2_tables_;
   if (kind == MetadataKind::kRefcountBlock) return &refcount_blocks_;
+  if (kind == MetadataKind::kBitmapData) return &bitmap_data_;
   return nullptr;
 }
 
@@ -76,7 +80,8 @@ Status MetadataMap::check_except(uint64_t offset, uint64_t length, MetadataKind 
     const uint64_t r_end = (r.offset + r.length + mask) & ~mask;
     if (offset < r_end && r_begin < end) return hit(r.kind, r.offset);
   }
-  for (MetadataKind kind : {MetadataKind::kActiveL2, MetadataKind::kRefcountBlock}) {
+  for (MetadataKind kind :
+       {MetadataKind::kActiveL2, MetadataKind::kRefcountBlock, MetadataKind::kBitmapData}) {
     const std::set<uint64_t>& set = *clusters_of(kind);
     // The last cluster starting before `end`, if it reaches into the range.
     auto it = set.lower_bound(end);

@@ -1,5 +1,6 @@
 // MetadataMap: where an image's metadata structures live in the image file (header,
-// L1 tables, L2 tables, refcount table and blocks, snapshot table, bitmap directory),
+// L1 tables, L2 tables, refcount table and blocks, snapshot table, bitmap directory,
+// bitmap tables and bitmap data clusters),
 // kept current as they are allocated and freed, so every write of metadata or of newly
 // allocated data can first be checked not to land on another structure — the spirit of
 // QEMU's default overlap check. A hit means the image's refcounts lie: the caller marks
@@ -25,6 +26,8 @@ enum class MetadataKind {
   kSnapshotTable,
   kInactiveL1,
   kBitmapDirectory,
+  kBitmapTable,
+  kBitmapData,
 };
 const char* metadata_kind_name(MetadataKind kind);
 
@@ -33,10 +36,11 @@ class MetadataMap {
   explicit MetadataMap(uint64_t cluster_size) : cluster_size_(cluster_size) {}
 
   // Fixed-extent structures (header, L1, refcount table, snapshot table and inactive
-  // L1s, bitmap directory); replaces nothing, so remove the old extent first.
+  // L1s, bitmap directory, bitmap tables); replaces nothing, so remove the old extent
+  // first.
   void add_range(MetadataKind kind, uint64_t offset, uint64_t length);
   void remove_range(MetadataKind kind, uint64_t offset);
-  // One-cluster structures: L2 tables and refcount blocks.
+  // One-cluster structures: L2 tables, refcount blocks and bitmap data clusters.
   void add_cluster(MetadataKind kind, uint64_t offset);
   void remove_cluster(MetadataKind kind, uint64_t offset);
   bool has_cluster(MetadataKind kind, uint64_t offset) const;
@@ -60,6 +64,7 @@ class MetadataMap {
   std::vector<Range> ranges_;
   std::set<uint64_t> l2_tables_;
   std::set<uint64_t> refcount_blocks_;
+  std::set<uint64_t> bitmap_data_;
 };
 
 }  // namespace blockcore::qcow2

@@ -20,8 +20,8 @@ constexpr size_t kFeatureNameBytes = 46;
 constexpr size_t kHeaderV3MinLength = 104;
 constexpr size_t kBitmapsExtBytes = 24;
 constexpr size_t kCryptoExtBytes = 16;
-constexpr uint32_t kMaxBitmaps = 65535;                       // QEMU's limit
-constexpr uint64_t kMaxBitmapDirectoryBytes = 1024ull * 65535;  // QEMU's limit
+constexpr size_t kFleeceRecordFixedBytes = 16;
+constexpr uint32_t kFleeceRecordVersion = 1;
 constexpr size_t kMaxFormatNameLength = 255;
 constexpr size_t kMaxDataFileNameLength = 4095;               // PATH_MAX - 1
 constexpr uint64_t kMaxFileOffset = static_cast<uint64_t>(INT64_MAX);
@@ -48,6 +48,7 @@ std::string ext_name(uint32_t type) {
     case kExtBitmaps: return "bitmaps";
     case kExtCryptoHeader: return "encryption header pointer";
     case kExtDataFile: return "external data file name";
+    case kExtFleeceBitmaps: return "fleece bitmaps";
     default: return hex32(type);
   }
 }
@@ -75,6 +76,14 @@ Status parse_extension(Header& h, uint32_t type, std::span<const std::byte> data
     case kExtBitmaps: slot = 2; break;
     case kExtCryptoHeader: slot = 3; break;
     case kExtDataFile: slot = 4; break;
+    case kExtFleeceBitmaps:
+      if (data.size() < 4 || load_be32(data.data()) != kFleeceRecordVersion) {
+        // Another version of fleece's record: kept, never trusted.
+        h.unknown_extensions.push_back(RawExtension{type, {data.begin(), data.end()}});
+        return Status::ok();
+      }
+      slot = 5;
+      break;
     default:
       h.unknown_extensions.push_back(RawExtension{type, {data.begin(), data.end()}});
       return Status::ok();
@@ -135,6 +144,36 @@ Status parse_extension(Header& h, uint32_t type, std::span<const std::byte> data
                        " is not a valid cluster-aligned offset");
       }
       h.bitmaps = b;
+      return Status::ok();
+    }
+    case kExtFleeceBitmaps: {
+      if (data.size() < kFleeceRecordFixedBytes) {
+        return invalid("fleece bitmaps extension is " + num(data.size()) + " bytes, too short");
+      }
+      const uint32_t entries = load_be32(data.data() + 4);
+      if (entries > kMaxBitmaps) {
+        return invalid("fleece bitmaps extension lists " + num(entries) + " bitmaps, more than " +
+                       num(kMaxBitmaps));
+      }
+      const size_t mask_bytes = (entries + 7) / 8;
+      if (data.size() != kFleeceRecordFixedBytes + mask_bytes) {
+        return invalid("fleece bitmaps extension is " + num(data.size()) + " bytes, expected " +
+                       num(kFleeceRecordFixedBytes + mask_bytes));
+      }
+      FleeceBitmapsRecord r;
+      r.directory_offset = load_be64(data.data() + 8);
+      r.crash_safe.resize(entries);
+      const std::byte* mask = data.data() + kFleeceRecordFixedBytes;
+      for (size_t i = 0; i < mask_bytes * 8; ++i) {
+        const bool bit = (std::to_integer<uint8_t>(mask[i / 8]) >> (i % 8)) & 1;
+        if (i < entries) {
+          r.crash_safe[i] = bit;
+        } else if (bit) {
+          return invalid("fleece bitmaps extension: bits set past its " + num(entries) +
+                         " entries");
+        }
+      }
+      h.fleece_bitmaps = std::move(r);
       return Status::ok();
     }
     case kExtCryptoHeader: {
@@ -386,7 +425,8 @@ Result<std::vector<std::byte>> serialize_header(const Header& h) {
   if (h.version == 2) {
     if (h.incompatible_features || h.compatible_features || h.autoclear_features ||
         h.refcount_order != 4 || h.compression_type != CompressionType::kDeflate ||
-        h.data_file || h.bitmaps || h.crypto_header || !h.unknown_header_fields.empty()) {
+        h.data_file || h.bitmaps || h.crypto_header || h.fleece_bitmaps ||
+        !h.unknown_header_fields.empty()) {
       return Status::invalid("qcow2 header: a v2 header cannot carry feature bits, "
                              "refcount_order other than 4, compression, a data file, "
                              "bitmaps or encryption");
@@ -460,8 +500,27 @@ Result<std::vector<std::byte>> serialize_header(const Header& h) {
       store_be64(b.data() + 8, h.crypto_header->second);
       put_extension(out, kExtCryptoHeader, b);
     }
+    if (h.fleece_bitmaps) {
+      const FleeceBitmapsRecord& r = *h.fleece_bitmaps;
+      if (r.crash_safe.size() > kMaxBitmaps) {
+        return Status::invalid("qcow2 header: the fleece bitmaps record lists more than " +
+                               num(kMaxBitmaps) + " bitmaps");
+      }
+      std::vector<std::byte> b(kFleeceRecordFixedBytes + (r.crash_safe.size() + 7) / 8);
+      store_be32(b.data(), kFleeceRecordVersion);
+      store_be32(b.data() + 4, static_cast<uint32_t>(r.crash_safe.size()));
+      store_be64(b.data() + 8, r.directory_offset);
+      for (size_t i = 0; i < r.crash_safe.size(); ++i) {
+        if (r.crash_safe[i]) b[kFleeceRecordFixedBytes + i / 8] |= std::byte(1u << (i % 8));
+      }
+      put_extension(out, kExtFleeceBitmaps, b);
+    }
   }
-  for (const RawExtension& e : h.unknown_extensions) put_extension(out, e.type, e.data);
+  for (const RawExtension& e : h.unknown_extensions) {
+    // A record fleece writes replaces one of another version.
+    if (e.type == kExtFleeceBitmaps && h.fleece_bitmaps) continue;
+    put_extension(out, e.type, e.data);
+  }
   put_extension(out, kExtEnd, {});
 
   if (!h.backing_file.empty()) {
@@ -488,6 +547,7 @@ std::vector<FeatureName> default_feature_names() {
       {1, 0, "lazy refcounts"},
       {2, 0, "bitmaps"},
       {2, 1, "raw external data"},
+      {2, 63, "fleece crash-safe bitmaps"},
   };
 }
 

@@ -37,7 +37,12 @@ inline constexpr uint64_t kCompatLazyRefcounts = 1ull << 0;
 // Autoclear feature bits.
 inline constexpr uint64_t kAutoclearBitmaps = 1ull << 0;
 inline constexpr uint64_t kAutoclearDataFileRaw = 1ull << 1;
-inline constexpr uint64_t kAutoclearKnown = 0x3;
+// fleece's own: vouches for the fleece bitmaps record (below). Any other program that
+// writes the image clears it, as the spec demands of unknown autoclear bits.
+inline constexpr uint64_t kAutoclearFleeceBitmaps = 1ull << 63;
+// The autoclear bits a writer of this code base keeps; every other one is cleared.
+inline constexpr uint64_t kAutoclearKnown =
+    kAutoclearBitmaps | kAutoclearDataFileRaw | kAutoclearFleeceBitmaps;
 
 // Header extension types.
 inline constexpr uint32_t kExtEnd = 0x00000000;
@@ -46,6 +51,8 @@ inline constexpr uint32_t kExtFeatureTable = 0x6803f857;
 inline constexpr uint32_t kExtBitmaps = 0x23852875;
 inline constexpr uint32_t kExtCryptoHeader = 0x0537be77;
 inline constexpr uint32_t kExtDataFile = 0x44415441;
+// fleece's crash-safe bitmaps record: a type QEMU does not know, so it keeps it verbatim.
+inline constexpr uint32_t kExtFleeceBitmaps = 0x666c6362;  // "flcb"
 
 enum class CompressionType : uint8_t { kDeflate = 0, kZstd = 1 };
 
@@ -55,6 +62,8 @@ inline constexpr uint64_t kMaxRefcountTableBytes = 8ull << 20;    // QCOW_MAX_RE
 inline constexpr uint32_t kMaxBackingFileNameLength = 1023;
 inline constexpr uint32_t kMaxSnapshots = 65536;
 inline constexpr uint64_t kMaxImageSize = 1ull << 61;            // bytes of guest disk
+inline constexpr uint32_t kMaxBitmaps = 65535;                     // QCOW2_MAX_BITMAPS
+inline constexpr uint64_t kMaxBitmapDirectoryBytes = 1024ull * kMaxBitmaps;
 
 // One 48-byte entry of the feature name table.
 struct FeatureName {
@@ -74,6 +83,20 @@ struct BitmapsExtension {
   uint32_t nb_bitmaps = 0;
   uint64_t directory_size = 0;
   uint64_t directory_offset = 0;
+};
+
+// fleece's crash-safe bitmaps record (extension kExtFleeceBitmaps), to be trusted only
+// while kAutoclearFleeceBitmaps and kAutoclearBitmaps are set: the bitmaps of the
+// directory at `directory_offset` whose stored copy fleeced keeps a superset of every
+// write it made (their in_use flag only tells other programs not to trust them).
+// Payload, big-endian: u32 version (1), u32 entries, u64 directory_offset, then
+// ceil(entries / 8) bytes: bit i (LSB first) of byte i / 8 = directory entry i is
+// crash-safe; bits past `entries` are zero. Another version is kept verbatim as an
+// unknown extension (and not trusted).
+struct FleeceBitmapsRecord {
+  uint64_t directory_offset = 0;
+  std::vector<bool> crash_safe;  // by directory entry index
+  bool operator==(const FleeceBitmapsRecord&) const = default;
 };
 
 struct Header {
@@ -104,6 +127,7 @@ struct Header {
   std::vector<FeatureName> feature_names;     // the feature name table, if present
   std::optional<BitmapsExtension> bitmaps;
   std::optional<std::pair<uint64_t, uint64_t>> crypto_header;  // offset, length
+  std::optional<FleeceBitmapsRecord> fleece_bitmaps;
   std::vector<RawExtension> unknown_extensions;  // in file order, kept verbatim
   // v3: header bytes 105..header_length-1 as read (the padding after compression_type
   // and any fields newer than fleeced), written back verbatim; empty = zeroes.
@@ -130,13 +154,14 @@ inline constexpr size_t kHeaderReadLimit = 2u << 20;
 // refcount_table_clusters * cluster_size <= kMaxRefcountTableBytes, extensions inside
 // cluster 0, each known extension at most once, backing name length <= 1023 and inside
 // cluster 0, extended L2 only with cluster_bits >= 14, compression type 0 or 1 (and
-// nonzero only with the compression incompatible bit), data file bit consistent.
+// nonzero only with the compression incompatible bit), data file bit consistent, a
+// version-1 fleece bitmaps record well formed.
 // Table positions against the file size are checked by the opener, not here.
 Result<Header> parse_header(std::span<const std::byte> bytes);
 
 // Encodes `h` as the first bytes of cluster 0: the header (v2: 72 bytes; v3: header_length),
 // then the extensions (backing format, data file, feature table, bitmaps, crypto, the
-// unknown ones in their original order), the end marker, and the backing file name;
+// fleece bitmaps record, the unknown ones in their original order), the end marker, and the backing file name;
 // backing_file_offset/size are set to where the name lands. EINVAL when it does not fit
 // in one cluster. A v2 header carries no extensions but backing format and unknown ones.
 Result<std::vector<std::byte>> serialize_header(const Header& h);
@@ -147,7 +172,8 @@ Result<std::vector<std::byte>> serialize_header(const Header& h);
 // Blocking: reads 4 bytes.
 std::string probe_image_format(const std::string& path);
 
-// The feature name table fleeced writes into images it creates (every bit it knows).
+// The feature name table fleeced writes into images it creates (every bit it knows,
+// fleece's own autoclear bit included).
 std::vector<FeatureName> default_feature_names();
 
 // "dirty, corrupt" etc. for log messages: names of the set bits of a feature word of

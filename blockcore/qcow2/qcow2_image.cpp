@@ -129,53 +129,56 @@ Task<Status> Image::write_table_location(uint64_t offset, uint32_t clusters) {
   co_return Status::ok();
 }
 
-Task<Status> Image::protect_unmaintained_structures() {
-  if (read_only_ || header_.version < 3) co_return Status::ok();
-  // Bitmaps fleece does not yet keep current: flag each one in_use (as QEMU does when
-  // it opens an image read-write), so QEMU never trusts one after our writes; the
-  // clusters stay referenced, so qemu-img check sees no leaks.
-  if (header_.bitmaps && (header_.autoclear_features & kAutoclearBitmaps)) {
-    FLEECE_CO_RETURN_IF_ERROR(co_await mark_bitmaps_in_use());
-  }
-  // Any autoclear bit fleece does not know is cleared, as the spec demands of a writer.
-  const uint64_t autoclear =
-      header_.autoclear_features & (kAutoclearDataFileRaw | kAutoclearBitmaps);
-  if (autoclear != header_.autoclear_features) {
-    FLEECE_CO_RETURN_IF_ERROR(co_await write_header_u64(kAutoclearFeaturesField, autoclear));
-    header_.autoclear_features = autoclear;
-  }
-  co_return co_await files_.file->flush();
+Task<Status> Image::clear_unknown_autoclear_bits() {
+  // Any autoclear bit nobody here knows is cleared, as the spec demands of a writer.
+  // The bitmap bits stay: the bitmap store maintains what they vouch for.
+  const uint64_t autoclear = header_.autoclear_features & kAutoclearKnown;
+  if (autoclear == header_.autoclear_features) co_return Status::ok();
+  FLEECE_CO_RETURN_IF_ERROR(co_await write_header_u64(kAutoclearFeaturesField, autoclear));
+  FLEECE_CO_RETURN_IF_ERROR(co_await files_.file->flush());
+  header_.autoclear_features = autoclear;
+  co_return Status::ok();
 }
 
-Task<Status> Image::mark_bitmaps_in_use() {
-  constexpr uint64_t kEntryFixedBytes = 24;
-  constexpr uint32_t kFlagInUse = 1;
-  const BitmapsExtension& ext = *header_.bitmaps;
-  std::vector<std::byte> dir(ext.directory_size);
-  FLEECE_CO_RETURN_IF_ERROR(co_await files_.file->read(ext.directory_offset, dir));
-  bool changed = false;
-  uint64_t pos = 0;
-  for (uint32_t i = 0; i < ext.nb_bitmaps; ++i) {
-    if (pos + kEntryFixedBytes > dir.size()) {
-      co_return Status::invalid("the bitmap directory is shorter than its " +
-                                std::to_string(ext.nb_bitmaps) + " entries");
-    }
-    const uint32_t flags = load_be32(dir.data() + pos + 12);
-    const uint16_t name_size = load_be16(dir.data() + pos + 18);
-    const uint32_t extra = load_be32(dir.data() + pos + 20);
-    if (!(flags & kFlagInUse)) {
-      store_be32(dir.data() + pos + 12, flags | kFlagInUse);
-      changed = true;
-    }
-    pos += (kEntryFixedBytes + extra + name_size + 7) & ~uint64_t{7};
+Task<Status> Image::prepare_for_use() {
+  FLEECE_CO_RETURN_IF_ERROR(co_await load());
+  if (read_only_) co_return Status::ok();
+  if (header_.version >= 3) FLEECE_CO_RETURN_IF_ERROR(co_await clear_unknown_autoclear_bits());
+  // A dirty bit means a crash (or QEMU's lazy refcounts): rebuild the refcounts. v2
+  // images have no dirty bit to tell a crash by, so every read-write open checks them.
+  const bool dirty = (header_.incompatible_features & kIncompatDirty) != 0;
+  if (!dirty && header_.version >= 3) co_return Status::ok();
+  Result<uint64_t> fixed = co_await repair_refcounts();
+  if (!fixed.is_ok()) {
+    co_return dirty ? fixed.status().with_context("not closed cleanly") : fixed.status();
   }
-  if (!changed) co_return Status::ok();
-  if (Status s = map_.check_except(ext.directory_offset, dir.size(), MetadataKind::kBitmapDirectory,
-                                   ext.directory_offset);
-      !s.is_ok()) {
-    co_return Status::invalid("the bitmap directory overlaps other metadata: " + s.message());
+  if (dirty || fixed.value() > 0) {
+    spdlog::info("{}: '{}' {}; refcounts checked, {} corrected", node_name_,
+                 files_.file->describe(),
+                 dirty ? "was not closed cleanly" : "is a v2 image (no dirty bit)", fixed.value());
   }
-  co_return co_await files_.file->write(ext.directory_offset, dir, IoFlags::kNone);
+  co_return Status::ok();
+}
+
+Task<Status> Image::rewrite_header(const std::function<void(Header&)>& edit) {
+  if (corrupt_) co_return Status::io_error(node_name_ + ": the image is marked corrupt");
+  if (read_only_) co_return Status::read_only(node_name_ + ": the image is read-only");
+  Header h = header_;
+  edit(h);
+  Result<std::vector<std::byte>> bytes = serialize_header(h);
+  if (!bytes.is_ok()) co_return bytes.status();
+  // Zeroes after the end marker up to the old header's reach (a sector at least), so no
+  // stale extension bytes are left behind in cluster 0.
+  std::vector<std::byte> out = std::move(bytes.value());
+  out.resize(std::min<uint64_t>(g_.cluster_size, std::max<uint64_t>(out.size() + 511, 4096)) &
+             ~uint64_t{511});
+  if (Status s = map_.check_except(0, out.size(), MetadataKind::kHeader, 0); !s.is_ok()) {
+    co_return co_await fail(Status::error(EUCLEAN, "header rewrite: " + s.message()));
+  }
+  FLEECE_CO_RETURN_IF_ERROR(co_await files_.file->write(0, out, IoFlags::kNone));
+  FLEECE_CO_RETURN_IF_ERROR(co_await files_.file->flush());
+  header_ = std::move(h);
+  co_return Status::ok();
 }
 
 Task<Status> Image::prepare_modify() {

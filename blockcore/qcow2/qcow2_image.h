@@ -70,10 +70,12 @@ class Image {
   const std::vector<SnapshotEntry>& snapshots() const { return snapshots_; }
   void set_corruption_handler(CorruptionHandler h) { on_corrupt_ = std::move(h); }
 
-  // At a read-write open, durably and before any data is written: flags every
-  // persistent bitmap in_use (fleece does not keep them current yet, so QEMU must not
-  // trust them) and clears unknown autoclear bits.
-  Task<Status> protect_unmaintained_structures();
+  // The open sequence after construction: load(); then, for a read-write image, clears
+  // the autoclear bits nobody here knows (as the spec demands of a writer) and, when the
+  // dirty bit is set (a crash, or QEMU's lazy refcounts) or for a v2 image (no dirty bit
+  // to tell a crash by), rebuilds the refcounts from a reference scan, logging what it
+  // corrected. Errors name the problem, not the file (callers add it).
+  Task<Status> prepare_for_use();
   // Before changing metadata: EROFS/EIO when the image may not be written, and the
   // dirty bit set durably on the first call.
   Task<Status> prepare_modify();
@@ -91,11 +93,19 @@ class Image {
   // (after a crash left the dirty bit set). Returns the number of counts corrected.
   Task<Result<uint64_t>> repair_refcounts();
 
+  // Rewrites cluster 0 — the header with every extension — from a copy of the current
+  // header changed by `edit` (which may touch the extensions and the autoclear bits,
+  // never the geometry or the tables' locations), durably (written, then synced); the
+  // header in memory changes only on success. For the bitmap store: the write is checked
+  // against the metadata map, EINVAL when the result does not fit in cluster 0.
+  Task<Status> rewrite_header(const std::function<void(Header&)>& edit);
+  // Syncs the image file (and the external data file).
+  Task<Status> sync();
+
  private:
   Task<Status> write_header_u64(uint64_t offset, uint64_t value);
-  Task<Status> mark_bitmaps_in_use();
+  Task<Status> clear_unknown_autoclear_bits();
   Task<Status> write_table_location(uint64_t offset, uint32_t clusters);
-  Task<Status> sync();
 
   const std::string node_name_;
   Header header_;

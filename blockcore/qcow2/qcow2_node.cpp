@@ -24,8 +24,11 @@ Qcow2Node::~Qcow2Node() {
 
 Status Qcow2Node::close_blocking() {
   return run_blocking<Status>([this]() -> Task<Status> {
+    // The bitmaps first: the store writes through the image.
+    Status bitmaps_stored = co_await bitmaps().close_store();
     AsyncMutex::Guard g = co_await image_->meta_lock().lock();
-    co_return co_await image_->close();
+    Status closed = co_await image_->close();
+    co_return bitmaps_stored.is_ok() ? closed : bitmaps_stored;
   });
 }
 

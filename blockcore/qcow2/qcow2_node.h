@@ -46,8 +46,9 @@ class Qcow2Node final : public BlockNode {
 
   std::string describe() const override { return image_->files().file->describe(); }
   Image& image() { return *image_; }
-  // Writes all metadata back and marks the image clean, waiting for it on a private
-  // io_context. Called by the destructor; safe to call earlier (idempotent).
+  // Stores the persistent bitmaps (closing the bitmap store), writes all metadata back
+  // and marks the image clean, waiting for it on a private io_context. Called by the
+  // destructor; safe to call earlier (idempotent).
   Status close_blocking();
 
  protected:

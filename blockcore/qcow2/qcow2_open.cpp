@@ -1,5 +1,6 @@
 // Opening a qcow2 node: header, external data file, backing chain (from the header or
-// given), metadata load, and the refcount repair a crash leaves for the next open.
+// given), metadata load, the refcount repair a crash leaves for the next open, and the
+// persistent bitmaps (the bitmap store, attached to the node).
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -10,6 +11,7 @@
 #include "blockcore/base/run_blocking.h"
 #include "blockcore/drivers/file_node.h"
 #include "blockcore/drivers/raw_node.h"
+#include "blockcore/qcow2/qcow2_bitmap_store.h"
 #include "blockcore/qcow2/qcow2_node.h"
 
 namespace blockcore::qcow2 {
@@ -199,29 +201,18 @@ Task<Result<BlockNodePtr>> open_async(const OpenRequest& r) {
   }
   {
     AsyncMutex::Guard meta = co_await image->meta_lock().lock();
-    if (Status s = co_await image->load(); !s.is_ok()) {
+    if (Status s = co_await image->prepare_for_use(); !s.is_ok()) {
       co_return s.with_context("'" + image_file + "'");
     }
-    if (!read_only) {
-      if (Status s = co_await image->protect_unmaintained_structures(); !s.is_ok()) {
-        co_return s.with_context("'" + image_file + "'");
-      }
-    }
-    // A dirty bit means a crash (or QEMU's lazy refcounts): rebuild the refcounts. v2
-    // images have no dirty bit to tell a crash by, so every read-write open checks them.
-    const bool dirty = (h.incompatible_features & kIncompatDirty) != 0;
-    if (!read_only && (dirty || h.version < 3)) {
-      Result<uint64_t> fixed = co_await image->repair_refcounts();
-      if (!fixed.is_ok()) {
-        co_return fixed.status().with_context(
-            "'" + image_file + (dirty ? "' was not closed cleanly" : "'"));
-      }
-      if (dirty || fixed.value() > 0) {
-        spdlog::info("{}: '{}' {}; refcounts checked, {} corrected", spec.node_name, image_file,
-                     dirty ? "was not closed cleanly" : "is a v2 image (no dirty bit)",
-                     fixed.value());
-      }
-    }
+  }
+  // The persistent bitmaps (a read-write image is taken over: see qcow2_bitmap_store.h).
+  std::vector<DirtyBitmapPtr> bitmaps;
+  Result<Qcow2BitmapStorePtr> store = co_await open_bitmap_store(*image, bitmaps);
+  if (!store.is_ok()) {
+    // Leave the image as clean as it can be; a crash marker left behind is harmless.
+    AsyncMutex::Guard meta = co_await image->meta_lock().lock();
+    (void)co_await image->close();
+    co_return store.status().with_context("'" + image_file + "'");
   }
 
   NodeInfo info;
@@ -238,7 +229,9 @@ Task<Result<BlockNodePtr>> open_async(const OpenRequest& r) {
   info.request_alignment = 1;
   info.preferred_alignment = 4096;
   info.max_transfer = 32u << 20;
-  co_return BlockNodePtr(std::make_shared<Qcow2Node>(spec.node_name, std::move(image), info));
+  auto node = std::make_shared<Qcow2Node>(spec.node_name, std::move(image), info);
+  node->bitmaps().attach_store(std::move(store.value()), std::move(bitmaps));
+  co_return BlockNodePtr(node);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "blockcore/base/big_endian.h"
+#include "blockcore/qcow2/bitmap_directory.h"
 #include "blockcore/qcow2/cluster_entry.h"
 
 namespace blockcore::qcow2 {
@@ -16,20 +17,6 @@ namespace {
 
 // Refcount table entries: block offset in bits 9-63, bits 0-8 reserved.
 constexpr uint64_t kRefBlockOffsetMask = 0xfffffffffffffe00ull;
-// Bitmaps extension (QEMU block/qcow2-bitmap.c limits; the fact sheet §2.7).
-constexpr uint64_t kBitmapEntryOffsetMask = 0x00fffffffffffe00ull;
-constexpr uint64_t kBitmapEntryReservedMask = 0xff000000000001feull;
-constexpr uint64_t kBitmapEntryAllOnes = 1;
-constexpr uint64_t kBitmapDirEntryFixedBytes = 24;
-constexpr uint64_t kBitmapMaxTableEntries = 0x8000000;
-constexpr uint64_t kBitmapMaxPhysBytes = 512ull << 20;
-constexpr uint32_t kBitmapMinGranularityBits = 9;
-constexpr uint32_t kBitmapMaxGranularityBits = 31;
-constexpr uint32_t kBitmapMaxNameBytes = 1023;
-constexpr uint32_t kBitmapReservedFlags = ~0x7u;  // in_use, auto, extra_data_compatible
-constexpr uint32_t kBitmapFlagInUse = 1;
-constexpr uint8_t kBitmapTypeDirtyTracking = 1;
-constexpr uint64_t kMaxBitmapDirectoryBytes = 1024ull * 65535;
 // Largest single read the scan issues.
 constexpr uint64_t kReadChunk = 4ull << 20;
 
@@ -379,12 +366,12 @@ void Scanner::parse_bitmap_directory(std::span<const std::byte> dir,
     if (b.table_offset == 0 || g_.offset_in_cluster(b.table_offset) != 0) {
       bad = "bitmap table offset " + hex(b.table_offset) + " is not cluster aligned";
     } else if (b.table_size == 0 || b.table_size > kBitmapMaxTableEntries ||
-               (uint64_t{b.table_size} << g_.cluster_bits) > kBitmapMaxPhysBytes) {
+               (uint64_t{b.table_size} << g_.cluster_bits) > kBitmapMaxDataBytes) {
       bad = "bitmap table size " + std::to_string(b.table_size) + " is out of range";
     } else if (granularity_bits < kBitmapMinGranularityBits ||
                granularity_bits > kBitmapMaxGranularityBits) {
       bad = "granularity bits " + std::to_string(granularity_bits) + " are out of range";
-    } else if (flags & kBitmapReservedFlags) {
+    } else if (flags & ~kBitmapKnownFlags) {
       bad = "reserved flags are set (" + hex(flags) + ")";
     } else if (name_size == 0 || name_size > kBitmapMaxNameBytes) {
       bad = "name size " + std::to_string(name_size) + " is out of range";
@@ -453,14 +440,14 @@ Task<Status> Scanner::scan_bitmaps() {
     FLEECE_CO_RETURN_IF_ERROR(co_await read(b.table_offset, raw));
     for (uint32_t i = 0; i < b.table_size; ++i) {
       const uint64_t e = load_be64(raw.data() + uint64_t{i} * 8);
-      const uint64_t off = e & kBitmapEntryOffsetMask;
+      const uint64_t off = e & kBitmapTableOffsetMask;
       const std::string where = bm + " table entry " + std::to_string(i);
-      if (e & kBitmapEntryReservedMask) {
+      if (e & kBitmapTableReservedMask) {
         problem(where + " has reserved bits set (" + hex(e) + ")");
         continue;
       }
       if (off == 0) continue;  // all zeroes or all ones, no cluster
-      if (e & kBitmapEntryAllOnes) {
+      if (e & kBitmapTableAllOnes) {
         problem(where + " has both a data offset and the all-ones flag (" + hex(e) + ")");
         continue;
       }
