@@ -31,7 +31,8 @@ Task<Status> put_back(NodeBitmaps& bitmaps, const DirtyBitmapPtr& b, const HBitm
   const DirtyBitmapPtr sources[] = {copy_of(*b, saved)};
   Status s = co_await bitmaps.merge(b->name(), sources);
   if (s.is_ok()) co_return s;
-  // Refused (made busy meanwhile by an export): set the union directly.
+  // Refused (made busy meanwhile by an export) or the store failed: set the union
+  // directly (NodeBitmaps::restore puts memory back even when the store fails).
   HBitmap both = b->snapshot();
   both.merge(saved);
   co_return co_await bitmaps.restore(b, both);

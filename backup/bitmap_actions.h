@@ -18,9 +18,12 @@
 //            the transaction commits.
 //   merge    prepare merges the sources (a snapshot of their union) into the target;
 //            abort restores a disabled target's copy, and on an enabled target resets
-//            the granules the merge set. Limitation: a write that lands on such a
-//            granule between prepare and abort is not kept (NodeBitmaps has no hidden
-//            write tracker to tell it apart).
+//            the granules the merge set.
+// Limitations of an abort on a recording bitmap, while the node takes writes: a write
+// that lands on a granule a merge set, between prepare and abort, is reset with it
+// (NodeBitmaps has no hidden write tracker to tell it apart); and a write landing in the
+// microseconds between clear's snapshot and the clear itself is not in the saved copy
+// (NodeBitmaps::clear cannot hand back the content it cleared).
 // Differences from QEMU, on purpose: clear works on an inconsistent bitmap (it becomes
 // consistent and clean: fleece's way out besides remove), and merge reads busy source
 // bitmaps (an exported or frozen bitmap may be read).
