@@ -145,12 +145,11 @@ def random_request(rng, size):
     return off, length
 
 
-def drive_load(uri, it, rng, size, deadline, dead, rate):
+def drive_load(h, it, rng, size, deadline, dead, rate):
     """Random writes (80%), zeroes and trims, a few flushes, up to MAX_IN_FLIGHT at a time and about
     `rate` requests a second, until the connection dies or the deadline. Returns
-    (issued ranges, acknowledged ranges, errors seen while fleeced was alive)."""
-    h = nbd.NBD()
-    h.connect_uri(uri)
+    (issued ranges, acknowledged ranges, errors seen while fleeced was alive).
+    h: a connected libnbd handle; closed on return."""
     issued, acked, errors = [], [], []
     in_flight = {}  # cookie -> (range, buffer)
     t0 = time.monotonic()
@@ -242,6 +241,8 @@ def crash_during_load(tmp_path, cfg, it, rng, size, delay, rate, clear=()):
                 r = q.cmd("block-dirty-bitmap-clear", {"node": "d", "name": name})
                 assert r == {"return": {}}, r
             assert all(b["count"] == 0 for b in query_dirty_bitmaps(q, "d").values())
+    h = nbd.NBD()
+    h.connect_uri(d.uri("d"))  # before the timer: a short delay must not kill it first
     dead = threading.Event()
 
     def kill():
@@ -251,8 +252,8 @@ def crash_during_load(tmp_path, cfg, it, rng, size, delay, rate, clear=()):
     killer = threading.Timer(delay, kill)
     killer.start()
     try:
-        issued, acked, errors = drive_load(d.uri("d"), it, rng, size,
-                                           time.monotonic() + delay + 5, dead, rate)
+        issued, acked, errors = drive_load(h, it, rng, size, time.monotonic() + delay + 5,
+                                           dead, rate)
     finally:
         killer.join()
         d.proc.wait(10)
