@@ -1,8 +1,9 @@
 // The Config that `fleeced serve IMAGE ...` runs: one file node, one format node (raw, or
 // qcow2 with its backing chain from the image header; a raw one with --bitmap-file keeps
 // its bitmaps in that container), one persistent bitmap per --bitmap (ensured at start-up
-// and offered by the export) and one export, as if written in a config file. Without --format the format is probed from the image's first bytes, as
-// qemu-nbd does, and a warning says so; an explicit --format never reads the image here.
+// and offered by the export) and one export, as if written in a config file. Without
+// --format the format is probed from the image's first bytes, as qemu-nbd does, and a
+// warning says so; an explicit --format never reads the image here.
 // Threading: main thread; reads at most 4 bytes of the image when probing.
 #pragma once
 

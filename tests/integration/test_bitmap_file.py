@@ -179,7 +179,8 @@ bitmaps:
                            capture_output=True, text=True, timeout=TIMEOUT)
     assert check.returncode == 1
     assert (f"{path}:8: bitmaps[0]: bitmap 'nightly' is persistent, but node 'disk0' (driver "
-            f"raw) has nowhere to store it: give the node a bitmap-file") in check.stdout + check.stderr
+            f"raw) has nowhere to store it: give the node a bitmap-file") in \
+        check.stdout + check.stderr
     _, out = start_fails(tmp_path, config)
     assert "give the node a bitmap-file" in out
 

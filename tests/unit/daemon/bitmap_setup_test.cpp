@@ -94,7 +94,8 @@ TEST_F(BitmapSetupTest, ExistingBitmapIsKeptNeverCleared) {
 
 TEST_F(BitmapSetupTest, GranularityMismatchNamesBothValues) {
   ASSERT_TRUE(ensure_config_bitmaps_blocking({entry("nightly", 65536, false, 3)}, graph_).is_ok());
-  blockcore::Status s = ensure_config_bitmaps_blocking({entry("nightly", 131072, false, 7)}, graph_);
+  blockcore::Status s =
+      ensure_config_bitmaps_blocking({entry("nightly", 131072, false, 7)}, graph_);
   ASSERT_FALSE(s.is_ok());
   EXPECT_EQ(s.code(), EINVAL);
   EXPECT_EQ(s.message(),

@@ -76,7 +76,8 @@ TEST(ServeBitmaps, Errors) {
   EXPECT_EQ(qcow2_with_container.status().message(),
             "--bitmap-file is for raw images; a qcow2 image keeps its persistent bitmaps itself");
 
-  auto twice = serve({"serve", "/i/d.qcow2", "--format", "qcow2", "--bitmap", "b", "--bitmap", "b"});
+  auto twice =
+      serve({"serve", "/i/d.qcow2", "--format", "qcow2", "--bitmap", "b", "--bitmap", "b"});
   ASSERT_FALSE(twice.is_ok());
   EXPECT_EQ(twice.status().message(), "--bitmap b: the bitmap is listed twice");
 
