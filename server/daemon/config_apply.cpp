@@ -123,6 +123,12 @@ Status ConfigApplier::apply_initial(const config::Config& cfg) {
     undo();
     return s;
   }
+  if (nodes_ready_) {
+    if (Status s = nodes_ready_(cfg); !s.is_ok()) {
+      undo();
+      return s;
+    }
+  }
   for (const auto& ec : cfg.exports) {
     if (Status s = add_export(ec); !s.is_ok()) {
       undo();
@@ -228,6 +234,7 @@ asio::awaitable<Status> ConfigApplier::apply_reload(const config::Config& cfg,
     applied_nodes_.emplace(name, *want_nodes.at(name));
     spdlog::info("reload: node '{}' opened", name);
   }
+  if (nodes_ready_) note(nodes_ready_(cfg));
   for (const auto& ec : cfg.exports) {
     if (applied_exports_.count(ec.name)) continue;
     Status s = add_export(ec);

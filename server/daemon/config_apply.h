@@ -7,6 +7,7 @@
 #pragma once
 
 #include <asio/awaitable.hpp>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -22,6 +23,12 @@ namespace server::daemon {
 class ConfigApplier {
  public:
   ConfigApplier(blockcore::Graph& graph, ExportRegistry& exports);
+
+  // Runs after a config's nodes are opened and before its exports are built, at start-up
+  // and on every reload (the daemon ensures the config's `bitmaps:` there, so exports can
+  // offer them). Its error fails start-up; on reload it is reported like the others.
+  using NodesReadyHook = std::function<blockcore::Status(const config::Config& cfg)>;
+  void set_nodes_ready_hook(NodesReadyHook hook) { nodes_ready_ = std::move(hook); }
 
   // Opens every node and registers every export; on failure undoes what it did.
   blockcore::Status apply_initial(const config::Config& cfg);
@@ -48,6 +55,7 @@ class ConfigApplier {
   ExportRegistry& exports_;
   std::map<std::string, blockcore::NodeSpec> applied_nodes_;
   std::map<std::string, config::ExportConfig> applied_exports_;
+  NodesReadyHook nodes_ready_;
 };
 
 // True when two export configs describe the same export.

@@ -16,6 +16,7 @@
 #include "config/yaml_loader.h"
 #include "server/control/command_table.h"
 #include "server/control/control_server.h"
+#include "server/daemon/bitmap_setup.h"
 #include "server/daemon/logging.h"
 #include "server/nbd/meta_context.h"
 #include "server/nbd/nbd_server.h"
@@ -52,6 +53,10 @@ Daemon::Daemon(config::Config cfg, DaemonOptions options)
       pool_(config_.server.blocking_threads),
       graph_(pool_),
       applier_(graph_, exports_) {
+  // The config's `bitmaps:` exist before any export offers them (start-up and reload).
+  applier_.set_nodes_ready_hook([this](const config::Config& applied) {
+    return ensure_config_bitmaps_blocking(applied.bitmaps, graph_);
+  });
   // QEMU's event for an image found corrupt (fatal: the node turned read-only).
   graph_.set_corruption_handler([events = events_](const std::string& node, const std::string& msg) {
     events->emit("BLOCK_IMAGE_CORRUPTED",
