@@ -161,7 +161,8 @@ Result<Header> parse_header(std::span<const std::byte> bytes);
 
 // Encodes `h` as the first bytes of cluster 0: the header (v2: 72 bytes; v3: header_length),
 // then the extensions (backing format, data file, feature table, bitmaps, crypto, the
-// fleece bitmaps record, the unknown ones in their original order), the end marker, and the backing file name;
+// fleece bitmaps record, the unknown ones in their original order — except one of the
+// record's type when a record is written), the end marker, and the backing file name;
 // backing_file_offset/size are set to where the name lands. EINVAL when it does not fit
 // in one cluster. A v2 header carries no extensions but backing format and unknown ones.
 Result<std::vector<std::byte>> serialize_header(const Header& h);
