@@ -258,9 +258,6 @@ def test_config_export_with_missing_bitmap_fails_start(tmp_path):
     assert "export 'vm'" in log and "Bitmap 'monthly' is not found" in log, log
 
 
-# strict: once the daemon applies the config's `bitmaps:` before building exports, this
-# passes and the marker must go.
-@pytest.mark.xfail(strict=True, reason="config bitmaps: are not yet ensured at start-up")
 def test_config_export_offers_a_config_bitmap(tmp_path):
     make_sparse(tmp_path / "disk.raw", SIZE)
     config = CONFIG + """exports:
