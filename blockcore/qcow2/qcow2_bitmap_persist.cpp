@@ -67,10 +67,16 @@ Task<Status> Qcow2BitmapStore::commit(std::vector<PendingMark>& batch) {
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
   };
   std::vector<Work> work;
+  if (closed_) {
+    // Its bitmaps were written for good (in_use cleared): a write now would go
+    // unrecorded on disk, so it is refused. (Nothing writes a node after its close.)
+    co_return Status::io_error("the bitmaps of '" + description_ +
+                               "' are closed; the write cannot be recorded");
+  }
   for (const PendingMark& p : batch) {
     for (const DirtyBitmapPtr& b : p.bitmaps) {
-      // A bitmap the store no longer keeps (removed, store closed) is marked in memory only.
-      Stored* s = closed_ ? nullptr : find_stored(b.get());
+      // A bitmap the store no longer keeps (removed) is marked in memory only.
+      Stored* s = find_stored(b.get());
       if (s == nullptr || !s->maintained || b->all_dirty(p.off, p.len)) continue;
       const uint64_t g = b->granularity();
       const uint64_t first = p.off / g;
