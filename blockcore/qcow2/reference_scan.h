@@ -10,9 +10,10 @@
 // table (normal clusters and zero clusters that keep a host offset; not with an
 // external data file, where data lives in the other file); every host cluster the byte
 // range of a compressed cluster touches; the refcount table and each refcount block;
-// the snapshot table and each snapshot's L1 table; and, when the bitmaps extension is
-// valid (autoclear bit 0 set, as QEMU requires), the bitmap directory, each bitmap
-// table and each bitmap data cluster.
+// the snapshot table and each snapshot's L1 table; and, whenever the header has a
+// bitmaps extension (also with autoclear bit 0 clear, when QEMU ignores it: the bitmap
+// store still refers to those clusters), the bitmap directory, each bitmap table and
+// each bitmap data cluster.
 //
 // Hostile input: every table is bounded by the file size and QEMU's limits before it
 // is read; references outside the file, misaligned offsets, reserved bits and broken
