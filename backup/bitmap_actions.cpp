@@ -16,26 +16,12 @@ using blockcore::Result;
 using blockcore::Status;
 using blockcore::Task;
 
-// An unregistered bitmap with the geometry of `like` holding `content`.
-DirtyBitmapPtr copy_of(const DirtyBitmap& like, const HBitmap& content) {
-  auto b = std::make_shared<DirtyBitmap>(like.name(), like.disk_size(), like.granularity());
-  b->restore(content);
-  return b;
-}
-
 // Puts `saved` back into `b` after a clear. A disabled bitmap gets its copy back; an
 // enabled one gets the saved bits merged in (stored first when durable), so granules it
 // recorded since the clear stay dirty.
 Task<Status> put_back(NodeBitmaps& bitmaps, const DirtyBitmapPtr& b, const HBitmap& saved) {
   if (!b->enabled()) co_return co_await bitmaps.restore(b, saved);
-  const DirtyBitmapPtr sources[] = {copy_of(*b, saved)};
-  Status s = co_await bitmaps.merge(b->name(), sources);
-  if (s.is_ok()) co_return s;
-  // Refused (made busy meanwhile by an export) or the store failed: set the union
-  // directly (NodeBitmaps::restore puts memory back even when the store fails).
-  HBitmap both = b->snapshot();
-  both.merge(saved);
-  co_return co_await bitmaps.restore(b, both);
+  co_return co_await bitmaps.add_content(b, saved);
 }
 
 // ---- add ------------------------------------------------------------------------------
@@ -134,10 +120,10 @@ class ClearAction : public TransactionAction {
     FLEECE_CO_RETURN_IF_ERROR(check_bitmap(*found->bitmap, kCheckBusy | kCheckReadOnly));
     node_ = found->node;
     bitmap_ = found->bitmap;
-    saved_ = bitmap_->snapshot();
     was_inconsistent_ = bitmap_->inconsistent();
-    // A failed clear leaves the bitmap as it was (NodeBitmaps' contract).
-    FLEECE_CO_RETURN_IF_ERROR(co_await node_->bitmaps().clear(p_.name));
+    // A failed clear leaves the bitmap as it was (NodeBitmaps' contract); saved_ gets
+    // exactly what was cleared, taken atomically with the clear.
+    FLEECE_CO_RETURN_IF_ERROR(co_await node_->bitmaps().clear(p_.name, &saved_));
     cleared_ = true;
     co_return Status::ok();
   }
@@ -283,9 +269,15 @@ class MergeAction : public TransactionAction {
     for (const DirtyBitmapPtr& s : sources) union_->merge_from(*s);
     node_ = target->node;
     bitmap_ = t;
+    // Writes from here on are recorded apart, so an undo never drops one of them.
+    tracker_ = node_->bitmaps().add_write_tracker(t->granularity(), t->disk_size());
     saved_ = t->snapshot();
     const DirtyBitmapPtr merged[] = {union_};
-    FLEECE_CO_RETURN_IF_ERROR(co_await node_->bitmaps().merge(p_.target, merged));
+    if (Status s = co_await node_->bitmaps().merge(p_.target, merged); !s.is_ok()) {
+      node_->bitmaps().remove_write_tracker(tracker_);
+      tracker_.reset();
+      co_return s;
+    }
     merged_ = true;
     co_return Status::ok();
   }
@@ -293,14 +285,17 @@ class MergeAction : public TransactionAction {
   Task<Status> abort() override {
     if (!merged_) co_return Status::ok();
     if (!bitmap_->enabled()) co_return co_await node_->bitmaps().restore(bitmap_, saved_);
-    // Recording: clear only the granules the merge set, keeping the others' new writes.
-    // (The stored copy of a persistent bitmap keeps them: a superset is safe.)
+    // Recording: clear only the granules the merge set and no write touched since
+    // prepare. (The stored copy of a persistent bitmap keeps them: a superset is safe.)
     HBitmap added = union_->snapshot();
     const uint64_t bits = added.size();
-    for (uint64_t i = saved_.next_set(0, bits); i < bits; i = saved_.next_set(i, bits)) {
-      const uint64_t end = saved_.next_clear(i, bits);
-      added.reset(i, end - i);
-      i = end;
+    const HBitmap written = tracker_->snapshot();
+    for (const HBitmap* keep : {static_cast<const HBitmap*>(&saved_), &written}) {
+      for (uint64_t i = keep->next_set(0, bits); i < bits; i = keep->next_set(i, bits)) {
+        const uint64_t end = keep->next_clear(i, bits);
+        added.reset(i, end - i);
+        i = end;
+      }
     }
     const uint64_t g = bitmap_->granularity();
     for (uint64_t i = added.next_set(0, bits); i < bits; i = added.next_set(i, bits)) {
@@ -312,6 +307,8 @@ class MergeAction : public TransactionAction {
   }
 
   void clean() override {
+    if (tracker_) node_->bitmaps().remove_write_tracker(tracker_);
+    tracker_.reset();
     saved_ = HBitmap();
     union_.reset();
     bitmap_.reset();
@@ -321,6 +318,7 @@ class MergeAction : public TransactionAction {
  private:
   NodeLookup lookup_;
   BitmapMergeParams p_;
+  DirtyBitmapPtr tracker_;
   BlockNodePtr node_;
   DirtyBitmapPtr bitmap_;
   DirtyBitmapPtr union_;

@@ -18,12 +18,10 @@
 //            the transaction commits.
 //   merge    prepare merges the sources (a snapshot of their union) into the target;
 //            abort restores a disabled target's copy, and on an enabled target resets
-//            the granules the merge set.
-// Limitations of an abort on a recording bitmap, while the node takes writes: a write
-// that lands on a granule a merge set, between prepare and abort, is reset with it
-// (NodeBitmaps has no hidden write tracker to tell it apart); and a write landing in the
-// microseconds between clear's snapshot and the clear itself is not in the saved copy
-// (NodeBitmaps::clear cannot hand back the content it cleared).
+//            the granules the merge set that no write touched meanwhile.
+// An abort on a recording bitmap keeps the writes made meanwhile: clear's saved copy is
+// taken atomically with the clear, and a merge's undo spares every granule a hidden
+// write tracker (NodeBitmaps::add_write_tracker) saw written since prepare.
 // Differences from QEMU, on purpose: clear works on an inconsistent bitmap (it becomes
 // consistent and clean: fleece's way out besides remove), and merge reads busy source
 // bitmaps (an exported or frozen bitmap may be read).

@@ -127,6 +127,14 @@ void DirtyBitmap::clear() {
   inconsistent_.store(false, std::memory_order_release);
 }
 
+HBitmap DirtyBitmap::take() {
+  std::lock_guard g(mu_);
+  HBitmap content = bits_;
+  bits_.reset_all();
+  inconsistent_.store(false, std::memory_order_release);
+  return content;
+}
+
 void DirtyBitmap::set_all() {
   std::lock_guard g(mu_);
   bits_.set_all();
@@ -153,6 +161,12 @@ void DirtyBitmap::merge_from(const DirtyBitmap& other) {
     }
     pos = src.next_set(run_end, src.size());
   }
+}
+
+void DirtyBitmap::merge_content(const HBitmap& bits) {
+  std::lock_guard g(mu_);
+  assert(bits.size() == bits_.size());
+  bits_.merge(bits);
 }
 
 std::vector<DirtyExtent> DirtyBitmap::extents(uint64_t off, uint64_t len,

@@ -99,10 +99,13 @@ class DirtyBitmap {
   // Granule-indexed forms (for stores): [first, first + n).
   void mark_granules(uint64_t first, uint64_t n);
   void clear();    // every bit clean (and no longer inconsistent)
+  HBitmap take();  // clear(), returning the content it cleared
   void set_all();  // every bit dirty
   // this |= other. Different granularities are fine (a dirty granule of `other` marks
   // every granule of this map it touches). REQUIRES: equal disk sizes.
   void merge_from(const DirtyBitmap& other);
+  // this |= bits, a map of this bitmap's granules (REQUIRES: bits.size() == granules()).
+  void merge_content(const HBitmap& bits);
 
   // Block status of [off, off + len) (clipped to the disk): contiguous runs starting at
   // off whose inner boundaries fall on granule boundaries, equal neighbours merged, at

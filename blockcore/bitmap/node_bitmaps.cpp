@@ -46,6 +46,7 @@ NodeBitmaps::~NodeBitmaps() {
 bool NodeBitmaps::try_mark(uint64_t off, uint64_t len) {
   bool done = true;
   std::lock_guard g(mu_);
+  for (const DirtyBitmapPtr& t : trackers_) t->mark(off, len);
   for (const DirtyBitmapPtr& b : bitmaps_) {
     if (!b->enabled()) continue;
     if (b->durable()) {
@@ -62,6 +63,7 @@ Task<Status> NodeBitmaps::before_write(uint64_t off, uint64_t len) {
   std::shared_ptr<BitmapStore> store;
   {
     std::lock_guard g(mu_);
+    for (const DirtyBitmapPtr& t : trackers_) t->mark(off, len);
     for (const DirtyBitmapPtr& b : bitmaps_) {
       if (!b->enabled()) continue;
       if (b->durable() && store_) {
@@ -196,7 +198,7 @@ Task<Status> NodeBitmaps::remove(const std::string& name) {
   co_return Status::ok();
 }
 
-Task<Status> NodeBitmaps::clear(const std::string& name) {
+Task<Status> NodeBitmaps::clear(const std::string& name, HBitmap* cleared) {
   DirtyBitmapPtr b = find(name);
   if (!b) co_return not_found(name);
   FLEECE_CO_RETURN_IF_ERROR(check_modifiable(*b, /*allow_inconsistent=*/true));
@@ -208,14 +210,19 @@ Task<Status> NodeBitmaps::clear(const std::string& name) {
   if (b->persistent() && store) {
     const bool was_inconsistent = b->inconsistent();
     b->set_inconsistent(false);
-    Status s = co_await store->write_bitmap(b, [](HBitmap& content) { content.reset_all(); });
+    // The change runs under the store's lock: no mark lands between taking and clearing.
+    Status s = co_await store->write_bitmap(b, [cleared](HBitmap& content) {
+      if (cleared) *cleared = content;
+      content.reset_all();
+    });
     if (!s.is_ok()) {
       if (was_inconsistent) b->set_inconsistent(true);
       co_return s;
     }
     co_return Status::ok();
   }
-  b->clear();
+  HBitmap taken = b->take();
+  if (cleared) *cleared = std::move(taken);
   co_return Status::ok();
 }
 
@@ -275,26 +282,60 @@ Task<Status> NodeBitmaps::merge(const std::string& target, std::span<const Dirty
   co_return Status::ok();
 }
 
+Task<Status> NodeBitmaps::add_content(const DirtyBitmapPtr& b, const HBitmap& bits) {
+  std::shared_ptr<BitmapStore> store;
+  {
+    std::lock_guard g(mu_);
+    store = store_;
+  }
+  Status s;
+  if (b->durable() && store) {
+    s = co_await store->write_bitmap(b, [&bits](HBitmap& c) { c.merge(bits); });
+    if (s.is_ok()) co_return s;
+  }
+  // Not stored (or the store failed): memory gets the bits anyway, so this session still
+  // reports them; only a crash before they are stored could lose them.
+  b->merge_content(bits);
+  co_return s;
+}
+
 Task<Status> NodeBitmaps::restore(const DirtyBitmapPtr& b, const HBitmap& content) {
   std::shared_ptr<BitmapStore> store;
   {
     std::lock_guard g(mu_);
     store = store_;
   }
+  Status s;
   if (b->persistent() && !b->read_only() && store) {
-    Status s = co_await store->write_bitmap(b, [&content](HBitmap& c) { c = content; });
+    s = co_await store->write_bitmap(b, [&content](HBitmap& c) { c = content; });
     if (s.is_ok()) co_return s;
-    // Memory is put back anyway; the stored copy stays a superset.
-    b->restore(content);
-    co_return s;
   }
+  // As in add_content: a store error still puts memory back.
   b->restore(content);
-  co_return Status::ok();
+  co_return s;
+}
+
+DirtyBitmapPtr NodeBitmaps::add_write_tracker(uint64_t granularity, uint64_t disk_size) {
+  auto t = std::make_shared<DirtyBitmap>("(write tracker)", disk_size, granularity);
+  {
+    std::lock_guard g(mu_);
+    trackers_.push_back(t);
+  }
+  update_tracking();
+  return t;
+}
+
+void NodeBitmaps::remove_write_tracker(const DirtyBitmapPtr& tracker) {
+  {
+    std::lock_guard g(mu_);
+    std::erase(trackers_, tracker);
+  }
+  update_tracking();
 }
 
 void NodeBitmaps::update_tracking() {
   std::lock_guard g(mu_);
-  bool any = false;
+  bool any = !trackers_.empty();
   for (const DirtyBitmapPtr& b : bitmaps_) any = any || b->enabled();
   tracking_.store(any, std::memory_order_release);
 }

@@ -76,17 +76,31 @@ class NodeBitmaps {
   // Removes it (from the store too when persistent): EBUSY when busy.
   Task<Status> remove(const std::string& name);
   // Clears every bit (an inconsistent bitmap becomes consistent and clean): EBUSY when
-  // busy, EROFS when read-only. Stored at once for persistent bitmaps.
-  Task<Status> clear(const std::string& name);
+  // busy, EROFS when read-only. Stored at once for persistent bitmaps. `cleared`, when
+  // given, receives exactly the content that was cleared (taken atomically with the
+  // clear, so no write recorded just before is missing from it).
+  Task<Status> clear(const std::string& name, HBitmap* cleared = nullptr);
   // Starts / stops recording: EBUSY, EROFS as above; an inconsistent bitmap: EINVAL.
   Task<Status> set_enabled(const std::string& name, bool enabled);
   // target |= each source: EBUSY/EROFS/EINVAL(inconsistent) on the target, EINVAL on an
   // inconsistent source, EINVAL on a size mismatch. Durable bits are stored before
   // they are set in memory.
   Task<Status> merge(const std::string& target, std::span<const DirtyBitmapPtr> sources);
+  // b |= bits (a map of b's granules), stored first when b is durable; no busy or
+  // read-only checks: for undo paths (transaction abort, fleecing rollback), which put
+  // back bits the bitmap had. On a store error memory still gets the bits (this session
+  // reports them) and the error is returned.
+  Task<Status> add_content(const DirtyBitmapPtr& b, const HBitmap& bits);
   // Puts back content saved with DirtyBitmap::snapshot() (transaction abort), stored
-  // for persistent bitmaps; never fails in memory, a store error is returned.
+  // first for persistent bitmaps; on a store error memory is put back anyway and the
+  // error returned.
   Task<Status> restore(const DirtyBitmapPtr& b, const HBitmap& content);
+
+  // A hidden write tracker (QEMU's anonymous bitmaps): an unlisted, memory-only bitmap
+  // that records every write from now on until removed — e.g. so a transaction undo can
+  // tell the writes made meanwhile from what it is undoing.
+  DirtyBitmapPtr add_write_tracker(uint64_t granularity, uint64_t disk_size);
+  void remove_write_tracker(const DirtyBitmapPtr& tracker);
 
   // Recomputes tracking() (after a bitmap's enabled flag changed directly).
   void update_tracking();
@@ -96,6 +110,7 @@ class NodeBitmaps {
   std::atomic<bool> tracking_{false};
   mutable std::mutex mu_;
   std::vector<DirtyBitmapPtr> bitmaps_;   // GUARDED_BY(mu_), sorted by name
+  std::vector<DirtyBitmapPtr> trackers_;  // GUARDED_BY(mu_), hidden, memory only
   std::shared_ptr<BitmapStore> store_;    // GUARDED_BY(mu_)
 };
 

@@ -203,5 +203,29 @@ TEST(NodeBitmaps, DurableMergeAndRestoreGoThroughTheStore) {
   EXPECT_EQ(p->dirty_bytes(), 0u) << "a failed store leaves memory unchanged";
 }
 
+TEST(NodeBitmaps, WriteTrackersRecordUnlistedAndClearHandsBackWhatItTook) {
+  auto node = MemoryNode::create(kSize);
+  NodeBitmaps& bm = node->bitmaps();
+  DirtyBitmapPtr tracker = bm.add_write_tracker(kG, kSize);
+  EXPECT_TRUE(bm.tracking());
+  EXPECT_TRUE(bm.list().empty());
+  auto data = bytes(512, 3);
+  ASSERT_TRUE(run_task(node->write(6 * kG, data, IoFlags::kNone)).is_ok());
+  EXPECT_TRUE(tracker->all_dirty(6 * kG, 1));
+  bm.remove_write_tracker(tracker);
+  EXPECT_FALSE(bm.tracking());
+  ASSERT_TRUE(run_task(node->write(9 * kG, data, IoFlags::kNone)).is_ok());
+  EXPECT_FALSE(tracker->all_dirty(9 * kG, 1));
+
+  auto b = run_task(bm.create({.name = "b"}, kSize)).value();
+  b->mark(2 * kG, 2 * kG);
+  HBitmap taken;
+  ASSERT_TRUE(run_task(bm.clear("b", &taken)).is_ok());
+  EXPECT_EQ(taken.count(), 2u);
+  EXPECT_EQ(b->dirty_bytes(), 0u);
+  ASSERT_TRUE(run_task(bm.add_content(b, taken)).is_ok());
+  EXPECT_EQ(b->dirty_bytes(), 2 * kG);
+}
+
 }  // namespace
 }  // namespace blockcore
