@@ -90,7 +90,7 @@ TEST(BitmapDirectoryTest, HostileDirectories) {
       b[17] = std::byte{e.granularity_bits};
       store_be16(b.data() + 18, static_cast<uint16_t>(e.name.size()));
       store_be32(b.data() + 20, static_cast<uint32_t>(e.extra_data.size()));
-      std::memcpy(b.data() + 24, e.extra_data.data(), e.extra_data.size());
+      if (!e.extra_data.empty()) std::memcpy(b.data() + 24, e.extra_data.data(), e.extra_data.size());
       std::memcpy(b.data() + 24 + e.extra_data.size(), e.name.data(), e.name.size());
       out.insert(out.end(), b.begin(), b.end());
     }
