@@ -219,10 +219,11 @@ class DisableAction : public TransactionAction {
     co_return Status::ok();
   }
 
-  // The bitmap records until the transaction takes effect: nothing to undo.
+  // The bitmap records until the transaction takes effect: nothing to undo. Prepare
+  // made the checks; a later remove of the same transaction may hold it busy by now.
   Task<Status> commit() override {
     if (!bitmap_->enabled()) co_return Status::ok();
-    co_return co_await node_->bitmaps().set_enabled(p_.name, false);
+    co_return co_await node_->bitmaps().set_enabled(p_.name, false, /*checked=*/true);
   }
 
   void clean() override {

@@ -226,11 +226,11 @@ Task<Status> NodeBitmaps::clear(const std::string& name, HBitmap* cleared) {
   co_return Status::ok();
 }
 
-Task<Status> NodeBitmaps::set_enabled(const std::string& name, bool enabled) {
+Task<Status> NodeBitmaps::set_enabled(const std::string& name, bool enabled, bool checked) {
   DirtyBitmapPtr b = find(name);
   if (!b) co_return not_found(name);
-  if (b->busy()) co_return busy_error(name);
-  if (b->inconsistent()) co_return inconsistent_error(name);
+  if (!checked && b->busy()) co_return busy_error(name);
+  if (!checked && b->inconsistent()) co_return inconsistent_error(name);
   if (b->enabled() == enabled) co_return Status::ok();
   b->set_enabled(enabled);
   update_tracking();

@@ -80,8 +80,10 @@ class NodeBitmaps {
   // given, receives exactly the content that was cleared (taken atomically with the
   // clear, so no write recorded just before is missing from it).
   Task<Status> clear(const std::string& name, HBitmap* cleared = nullptr);
-  // Starts / stops recording: EBUSY, EROFS as above; an inconsistent bitmap: EINVAL.
-  Task<Status> set_enabled(const std::string& name, bool enabled);
+  // Starts / stops recording: EBUSY as above; an inconsistent bitmap: EINVAL.
+  // `checked`: the caller made those checks earlier (a transaction's commit, after its
+  // prepare checked and a later action of it made the bitmap busy).
+  Task<Status> set_enabled(const std::string& name, bool enabled, bool checked = false);
   // target |= each source: EBUSY/EROFS/EINVAL(inconsistent) on the target, EINVAL on an
   // inconsistent source, EINVAL on a size mismatch. Durable bits are stored before
   // they are set in memory.

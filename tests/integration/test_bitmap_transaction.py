@@ -204,8 +204,6 @@ def test_successful_transaction_takes_effect(tmp_path, daemon):
     assert qemu_nbd_bitmap_map(tmp_path, img, "a") == [(0, SIZE, 0)]
 
 
-@pytest.mark.xfail(strict=True, reason="a later remove makes the bitmap busy before "
-                   "disable's commit runs (backup/bitmap_actions.cpp DisableAction::commit)")
 def test_disable_then_remove(tmp_path, daemon):
     """QEMU accepts disabling and removing one bitmap in one transaction; either way the
     transaction must not report an error after it took effect."""
