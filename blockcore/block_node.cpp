@@ -69,16 +69,34 @@ Task<Status> BlockNode::read(uint64_t off, std::span<std::byte> buf) {
   co_return co_await do_read(off, buf);
 }
 
+template <class Run>
+Task<Status> BlockNode::run_write_like(uint64_t off, uint64_t len, Run run) {
+  if (!write_gate_.try_enter()) co_await write_gate_.enter();
+  WriteGate::Pass pass(&write_gate_);
+  InFlightGuard g(in_flight_);
+  if (bitmaps_.tracking() && !bitmaps_.try_mark(off, len)) {
+    FLEECE_CO_RETURN_IF_ERROR(co_await bitmaps_.before_write(off, len));
+  }
+  if (has_interceptor_.load(std::memory_order_acquire)) {
+    if (std::shared_ptr<WriteInterceptor> i = write_interceptor()) {
+      FLEECE_CO_RETURN_IF_ERROR(co_await i->before_write(off, len));
+    }
+  }
+  Status s = co_await run();
+  // Marked again: a bitmap cleared while the request ran must still show it.
+  if (bitmaps_.tracking() && !bitmaps_.try_mark(off, len)) {
+    Status marked = co_await bitmaps_.before_write(off, len);
+    if (s.is_ok()) s = std::move(marked);
+  }
+  co_return s;
+}
+
 Task<Status> BlockNode::write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) {
   FLEECE_CO_RETURN_IF_ERROR(check_writable());
   FLEECE_CO_RETURN_IF_ERROR(check_range(off, buf.size(), ENOSPC));
   if (buf.size() > info_.max_transfer) co_return Status::invalid(name_ + ": write too large");
   if (buf.empty()) co_return Status::ok();
-  InFlightGuard g(in_flight_);
-  if (bitmaps_.tracking() && !bitmaps_.try_mark(off, buf.size())) {
-    FLEECE_CO_RETURN_IF_ERROR(co_await bitmaps_.before_write(off, buf.size()));
-  }
-  co_return co_await do_write(off, buf, flags);
+  co_return co_await run_write_like(off, buf.size(), [&] { return do_write(off, buf, flags); });
 }
 
 Task<Status> BlockNode::write_zeroes(uint64_t off, uint64_t len, IoFlags flags) {
@@ -88,24 +106,29 @@ Task<Status> BlockNode::write_zeroes(uint64_t off, uint64_t len, IoFlags flags) 
     co_return Status::not_supported(name_ + ": fast zero not supported");
   }
   if (len == 0) co_return Status::ok();
-  InFlightGuard g(in_flight_);
-  if (bitmaps_.tracking() && !bitmaps_.try_mark(off, len)) {
-    FLEECE_CO_RETURN_IF_ERROR(co_await bitmaps_.before_write(off, len));
-  }
-  co_return co_await do_write_zeroes(off, len, flags);
+  co_return co_await run_write_like(off, len, [&] { return do_write_zeroes(off, len, flags); });
 }
 
 Task<Status> BlockNode::discard(uint64_t off, uint64_t len, IoFlags flags) {
   FLEECE_CO_RETURN_IF_ERROR(check_writable());
   FLEECE_CO_RETURN_IF_ERROR(check_range(off, len, EINVAL));
   if (len == 0) co_return Status::ok();
-  InFlightGuard g(in_flight_);
   // Marked even when the node ignores the hint: the contents became unspecified.
-  if (bitmaps_.tracking() && !bitmaps_.try_mark(off, len)) {
-    FLEECE_CO_RETURN_IF_ERROR(co_await bitmaps_.before_write(off, len));
-  }
-  if (!info_.can_trim) co_return Status::ok();  // discard is only a hint
-  co_return co_await do_discard(off, len, flags);
+  co_return co_await run_write_like(off, len, [&]() -> Task<Status> {
+    if (!info_.can_trim) co_return Status::ok();  // discard is only a hint
+    co_return co_await do_discard(off, len, flags);
+  });
+}
+
+void BlockNode::set_write_interceptor(std::shared_ptr<WriteInterceptor> interceptor) {
+  std::lock_guard g(interceptor_mu_);
+  has_interceptor_.store(interceptor != nullptr, std::memory_order_release);
+  interceptor_ = std::move(interceptor);
+}
+
+std::shared_ptr<WriteInterceptor> BlockNode::write_interceptor() const {
+  std::lock_guard g(interceptor_mu_);
+  return interceptor_;
 }
 
 Task<Status> BlockNode::flush() {

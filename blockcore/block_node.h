@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -18,8 +19,10 @@
 #include "blockcore/base/result.h"
 #include "blockcore/base/status.h"
 #include "blockcore/base/task.h"
+#include "blockcore/base/write_gate.h"
 #include "blockcore/bitmap/node_bitmaps.h"
 #include "blockcore/extent.h"
+#include "blockcore/write_interceptor.h"
 
 namespace blockcore {
 
@@ -104,9 +107,18 @@ class BlockNode {
   uint64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
 
   // The node's dirty bitmaps; write, write_zeroes and discard mark the enabled ones
-  // (NodeBitmaps::before_write) before the driver's hook runs.
+  // (NodeBitmaps::before_write) before the driver's hook runs, and once more after it
+  // (a clear that landed meanwhile must not hide the write).
   NodeBitmaps& bitmaps() { return bitmaps_; }
   const NodeBitmaps& bitmaps() const { return bitmaps_; }
+
+  // Holds new write-like requests back and returns once none is in flight; they go on
+  // when the returned guard is destroyed (a snapshot point: fleece-start).
+  Task<WriteGate::Closed> pause_writes() { return write_gate_.close(); }
+  // The hook every write-like request awaits after bitmap marking and before the driver
+  // (copy-before-write); nullptr removes it. Thread-safe.
+  void set_write_interceptor(std::shared_ptr<WriteInterceptor> interceptor);
+  std::shared_ptr<WriteInterceptor> write_interceptor() const;
 
  protected:
   // Called once by the driver's open path before the node is used.
@@ -131,6 +143,10 @@ class BlockNode {
  private:
   Status check_range(uint64_t off, uint64_t len, int past_end_error) const;
   Status check_writable() const;
+  // What every write-like request does around its driver call: the write gate, dirty
+  // bitmaps before and after, the write interceptor. `run` calls the driver's hook.
+  template <class Run>
+  Task<Status> run_write_like(uint64_t off, uint64_t len, Run run);
 
   std::string name_;
   std::string driver_;
@@ -139,6 +155,10 @@ class BlockNode {
   std::vector<ChildEdge> children_;
   std::atomic<uint64_t> in_flight_{0};
   NodeBitmaps bitmaps_;
+  WriteGate write_gate_;
+  std::atomic<bool> has_interceptor_{false};
+  mutable std::mutex interceptor_mu_;
+  std::shared_ptr<WriteInterceptor> interceptor_;  // GUARDED_BY(interceptor_mu_)
 };
 
 using BlockNodePtr = std::shared_ptr<BlockNode>;
