@@ -45,6 +45,7 @@ int run_add_file(CliContext& ctx, ArgParser& args, const Subcommand& self) {
   bool read_only = args.flag("read-only");
   bool direct = args.flag("direct");
   auto locking = args.option("locking");
+  auto bitmap_file = args.option("bitmap-file");
   std::string name = args.positional("NAME");
   std::string filename = args.positional("FILENAME");
   if (!args.finish()) return ctx.usage_error(args.error(), self.synopsis);
@@ -54,6 +55,7 @@ int run_add_file(CliContext& ctx, ArgParser& args, const Subcommand& self) {
             {"read-only", read_only}};
   if (direct) a["cache"] = {{"direct", true}};
   if (locking) a["locking"] = *locking;
+  if (bitmap_file) a["bitmap-file"] = absolute_filename(*bitmap_file);
   auto r = ctx.call("blockdev-add", a);
   return r ? ctx.done(*r) : ctx.failure();
 }
@@ -81,6 +83,7 @@ int run_add_raw(CliContext& ctx, ArgParser& args, const Subcommand& self) {
   auto file = args.option("file");
   auto offset_text = args.option("offset");
   auto size_text = args.option("size");
+  auto bitmap_file = args.option("bitmap-file");
   std::string name = args.positional("NAME");
   if (!file) args.fail("missing --file NODE|FILENAME");
   std::optional<uint64_t> offset, size;
@@ -95,6 +98,7 @@ int run_add_raw(CliContext& ctx, ArgParser& args, const Subcommand& self) {
   if (direct) a["cache"] = {{"direct", true}};
   if (offset) a["offset"] = *offset;
   if (size) a["size"] = *size;
+  if (bitmap_file) a["bitmap-file"] = absolute_filename(*bitmap_file);
   auto r = ctx.call("blockdev-add", a);
   return r ? ctx.done(*r) : ctx.failure();
 }
@@ -131,12 +135,13 @@ int run_del(CliContext& ctx, ArgParser& args, const Subcommand& self) {
 void register_node_subcommands(SubcommandTable& table) {
   table.add({{"nodes"}, "nodes", "list the block graph's nodes", run_nodes});
   table.add({{"node", "add", "file"},
-             "node add file NAME FILENAME [--read-only] [--direct] [--locking auto|on|off]",
+             "node add file NAME FILENAME [--read-only] [--direct] [--locking auto|on|off] "
+             "[--bitmap-file FILENAME]",
              "open an image file as node NAME (blockdev-add driver=file)",
              run_add_file});
   table.add({{"node", "add", "raw"},
              "node add raw NAME --file NODE|FILENAME [--offset N] [--size N] [--read-only] "
-             "[--direct]",
+             "[--direct] [--bitmap-file FILENAME]",
              "a raw node over an existing node or a file (sizes take K, M, G, T)",
              run_add_raw});
   table.add({{"node", "add", "qcow2"},

@@ -304,3 +304,29 @@ exports:
         assert dirty_map(d.uri("disk0")) == dirty_granules(WRITES)
         assert d.stop() == 0
     assert stored_bitmaps(container) == {"nightly": (["auto"], GRAN)}
+
+
+def test_fleecectl_node_add_with_bitmap_file(tmp_path, image):
+    """fleecectl node add raw/file --bitmap-file: the container is created, a bitmap added
+    with fleecectl is persistent there, and blockdev-del writes it back."""
+    d = Daemon(tmp_path, config=f"""listen:
+  - unix: {{nbd_sock}}
+control:
+  unix: {{control_sock}}
+""")
+    with d:
+        raw_store = tmp_path / "raw.bitmaps"
+        file_store = tmp_path / "file.bitmaps"
+        d.ctl("node", "add", "raw", "r", "--file", str(image), "--bitmap-file", str(raw_store),
+              json_output=False)
+        d.ctl("bitmap", "add", "r", "b", json_output=False)
+        other = make_image(tmp_path / "other.img", SIZE)
+        d.ctl("node", "add", "file", "f", str(other), "--bitmap-file", str(file_store),
+              json_output=False)
+        d.ctl("bitmap", "add", "f", "c", "--granularity", "131072", json_output=False)
+        assert "in-use" in stored_bitmaps(raw_store)["b"][0]
+        d.ctl("node", "del", "r", json_output=False)
+        d.ctl("node", "del", "f", json_output=False)
+        assert stored_bitmaps(raw_store) == {"b": (["auto"], GRAN)}
+        assert stored_bitmaps(file_store) == {"c": (["auto"], 2 * GRAN)}
+        assert d.stop() == 0
