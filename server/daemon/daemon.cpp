@@ -228,6 +228,13 @@ asio::awaitable<void> Daemon::shutdown() {
       spdlog::error("flush of node '{}' at shutdown failed: {}", node->name(), s.to_string());
       exit_code_ = 1;
     }
+    // Persistent bitmaps written exactly and marked consistent for QEMU (not in use).
+    s = co_await node->bitmaps().close_store();
+    if (!s.is_ok()) {
+      spdlog::error("storing the dirty bitmaps of node '{}' at shutdown failed: {}",
+                    node->name(), s.to_string());
+      exit_code_ = 1;
+    }
   }
   signals_.cancel();
   main_io_.stop();
