@@ -211,6 +211,45 @@ void DirtyBitmap::deserialize(uint64_t first_granule, std::span<const std::byte>
   bits_.deserialize(first_granule, in);
 }
 
+HBitmap DirtyBitmap::freeze() {
+  std::lock_guard g(mu_);
+  HBitmap content = bits_;
+  if (retained_.size() != bits_.size()) {
+    retained_ = bits_;
+  } else {
+    retained_.merge(bits_);
+  }
+  bits_.reset_all();
+  return content;
+}
+
+void DirtyBitmap::drop_retained() {
+  std::lock_guard g(mu_);
+  retained_ = HBitmap();
+}
+
+HBitmap DirtyBitmap::stored_snapshot() const {
+  std::lock_guard g(mu_);
+  HBitmap content = bits_;
+  if (retained_.size() == bits_.size()) content.merge(retained_);
+  return content;
+}
+
+HBitmap DirtyBitmap::with_retained(HBitmap content) const {
+  std::lock_guard g(mu_);
+  if (retained_.size() == content.size()) content.merge(retained_);
+  return content;
+}
+
+void DirtyBitmap::serialize_stored(uint64_t first_granule, std::span<std::byte> out) const {
+  std::lock_guard g(mu_);
+  bits_.serialize(first_granule, out);
+  if (retained_.size() != bits_.size() || !retained_.any()) return;
+  std::vector<std::byte> extra(out.size());
+  retained_.serialize(first_granule, extra);
+  for (size_t i = 0; i < out.size(); ++i) out[i] |= extra[i];
+}
+
 HBitmap DirtyBitmap::snapshot() const {
   std::lock_guard g(mu_);
   return bits_;
@@ -226,6 +265,7 @@ void DirtyBitmap::resize(uint64_t disk_size) {
   std::lock_guard g(mu_);
   disk_size_ = disk_size;
   bits_.resize(granules_for(disk_size, granularity_bits_));
+  if (retained_.size() != 0) retained_.resize(bits_.size());
 }
 
 }  // namespace blockcore

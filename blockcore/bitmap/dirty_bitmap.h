@@ -119,6 +119,15 @@ class DirtyBitmap {
   // Content in serialized form (qcow2 data order), granule-indexed; see HBitmap.
   void serialize(uint64_t first_granule, std::span<std::byte> out) const;
   void deserialize(uint64_t first_granule, std::span<const std::byte> in);
+  // Fleecing rotation: returns the content and clears memory, while a store keeps
+  // writing those bits (retained) until drop_retained(), so a crash before the backup
+  // ends reloads them (rolled back). Retained bits accumulate over several freezes.
+  HBitmap freeze();
+  void drop_retained();
+  // What a store writes: memory | retained; with_retained(c): c | retained.
+  HBitmap stored_snapshot() const;
+  HBitmap with_retained(HBitmap content) const;
+  void serialize_stored(uint64_t first_granule, std::span<std::byte> out) const;
   // A copy of the content (for frozen fleecing copies and transaction rollback), and
   // the reverse. restore() REQUIRES a map of the same size.
   HBitmap snapshot() const;
@@ -139,6 +148,7 @@ class DirtyBitmap {
   mutable std::mutex mu_;
   uint64_t disk_size_;  // GUARDED_BY(mu_)
   HBitmap bits_;        // GUARDED_BY(mu_)
+  HBitmap retained_;    // GUARDED_BY(mu_) size 0 when nothing is retained
 };
 
 using DirtyBitmapPtr = std::shared_ptr<DirtyBitmap>;

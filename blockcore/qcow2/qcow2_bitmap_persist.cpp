@@ -113,8 +113,8 @@ Task<Status> Qcow2BitmapStore::commit(std::vector<PendingMark>& batch) {
         const uint64_t first_bit = blocks[i] * block_bits;
         const uint64_t end_bit = first_bit + n * block_bits;
         buf.assign(n * bs, std::byte{0});
-        // The memory copy (what is durable already) with the batch's new bits.
-        w.stored->bitmap->serialize(first_bit, buf);
+        // The stored form (memory, and bits a fleece retains) with the batch's new bits.
+        w.stored->bitmap->serialize_stored(first_bit, buf);
         for (const auto& [first, end] : w.ranges) {
           const uint64_t a = std::max(first, first_bit);
           const uint64_t e = std::min(end, end_bit);

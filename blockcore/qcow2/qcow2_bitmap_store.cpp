@@ -145,20 +145,22 @@ Task<Status> Qcow2BitmapStore::write_bitmap(const DirtyBitmapPtr& b,
   // with this call queue behind the commit lock instead of marking memory alone.
   const bool was_durable = b->durable();
   if (!s->maintained && record_fits_) b->set_durable(true);
-  const HBitmap old = b->snapshot();
-  HBitmap content = old;
+  HBitmap content = b->snapshot();
   if (change) change(content);
+  // What is stored: the new content plus the bits a fleece retains (freeze()).
+  const HBitmap old = b->stored_snapshot();
+  const HBitmap stored = b->with_retained(content);
   // Content that only gains bits may be written in place (a torn write leaves a
   // superset); content that loses bits (clear, restore) goes to new clusters switched
   // in by the header, so a crash leaves the old content or the new, never a mix.
-  HBitmap merged = content;
+  HBitmap merged = stored;
   merged.merge(old);
-  const bool only_adds = merged == content;
+  const bool only_adds = merged == stored;
 
   const bool flags_change = s->maintained && s->entry.auto_flag() != b->enabled();
   Status st;
   if (s->maintained && only_adds && !flags_change) {
-    st = co_await write_content(*s, content);
+    st = co_await write_content(*s, stored);
     if (st.is_ok()) st = co_await image_.file().flush();
   } else {
     std::vector<Stored> next = entries_;
@@ -167,10 +169,10 @@ Task<Status> Qcow2BitmapStore::write_bitmap(const DirtyBitmapPtr& b,
     AsyncMutex::Guard meta = co_await image_.meta_lock().lock();
     st = co_await image_.prepare_modify();
     if (st.is_ok() && n.maintained && only_adds) {
-      st = co_await write_content(n, content);
+      st = co_await write_content(n, stored);
     } else if (st.is_ok()) {
       // A new layout, written whole (also for a bitmap inconsistent on disk).
-      st = co_await build_layout(n, content, /*reuse=*/false, garbage);
+      st = co_await build_layout(n, stored, /*reuse=*/false, garbage);
       n.maintained = st.is_ok();
     }
     if (st.is_ok()) st = co_await image_.write_back();
@@ -204,10 +206,11 @@ Task<Status> Qcow2BitmapStore::close() {
   AsyncMutex::Guard meta = co_await image_.meta_lock().lock();
   // A corrupt image is not written any more (its bitmaps stay in_use).
   if (!read_only_ && !image_.corrupt() && image_.header().version >= 3 && !entries_.empty()) {
-    // Every maintained bitmap exactly as in memory, then a directory without in_use and
+    // Every maintained bitmap exactly as in memory (with bits a fleece still retains:
+    // the daemon rolls fleeces back before it closes), then a directory without in_use and
     // a header without fleece's record.
     for (const Stored& s : entries_) {
-      if (s.maintained && st.is_ok()) st = co_await write_content(s, s.bitmap->snapshot());
+      if (s.maintained && st.is_ok()) st = co_await write_content(s, s.bitmap->stored_snapshot());
     }
     if (st.is_ok()) st = co_await image_.prepare_modify();
     if (st.is_ok()) st = co_await image_.sync();

@@ -173,6 +173,41 @@ TEST_F(BitmapCrashTest, CrashCopyReopensConsistentWithEveryWrite) {
   for (const QemuBitmapInfo& i : qemu_bitmaps(crash)) EXPECT_FALSE(i.has("in-use")) << i.name;
 }
 
+// A fleecing rotation (DirtyBitmap::freeze) empties memory but the stored copy keeps the
+// frozen bits until the backup ends: a crash mid-backup reloads frozen | new (rolled
+// back); after drop_retained() and a store write only the new writes remain.
+TEST_F(BitmapCrashTest, FrozenBitsSurviveACrashUntilDropped) {
+  const std::string img = f.path("live.qcow2");
+  const std::string crash = f.path("crash.qcow2");
+  const uint64_t size = 64 * kMiB;
+  create_image(img, size);
+  const std::vector<std::pair<uint64_t, uint64_t>> before = {{0, 4096}, {5 * kMiB, 65536}};
+  const std::vector<std::pair<uint64_t, uint64_t>> after = {{9 * kMiB, 100}, {5 * kMiB, 10}};
+  std::vector<std::pair<uint64_t, uint64_t>> all = before;
+  all.insert(all.end(), after.begin(), after.end());
+  {
+    BlockNodePtr n = f.open(img);
+    ASSERT_TRUE(n);
+    add_bitmap(*n, "b");
+    write_all(*n, before);
+    DirtyBitmapPtr b = n->bitmaps().find("b");
+    const HBitmap frozen = b->freeze();
+    EXPECT_EQ(frozen.count(), 2u);
+    EXPECT_EQ(b->dirty_bytes(), 0u);
+    write_all(*n, after);
+    EXPECT_EQ(dirty_ranges(*b), granules_of(after, 65536, size));
+    std::filesystem::copy_file(img, crash);
+    // The backup is done: only what was written after the freeze stays.
+    b->drop_retained();
+    ASSERT_TRUE(fleece_test::run_task(n->bitmaps().store()->write_bitmap(b)).is_ok());
+  }
+  EXPECT_EQ(qemu_dirty_ranges(img, "b"), granules_of(after, 65536, size));
+  BlockNodePtr n = f.open(crash, /*read_only=*/true);
+  ASSERT_TRUE(n);
+  EXPECT_FALSE(n->bitmaps().find("b")->inconsistent());
+  EXPECT_EQ(dirty_ranges(*n->bitmaps().find("b")), granules_of(all, 65536, size));
+}
+
 TEST_F(BitmapCrashTest, CrashAtEveryStep) {
   // A base image with a bitmap QEMU recorded, and one to be removed.
   const std::string base = f.path("base.qcow2");
