@@ -299,6 +299,21 @@ Task<Status> NodeBitmaps::add_content(const DirtyBitmapPtr& b, const HBitmap& bi
   co_return s;
 }
 
+Task<Status> NodeBitmaps::end_rotation(const DirtyBitmapPtr& b, const HBitmap& frozen,
+                                       bool rollback) {
+  Status s;
+  if (rollback) s = co_await add_content(b, frozen);
+  // The stored copy no longer needs the frozen bits (they are in memory, or done with).
+  b->drop_retained();
+  std::shared_ptr<BitmapStore> store;
+  {
+    std::lock_guard g(mu_);
+    store = store_;
+  }
+  if (!rollback && b->durable() && store) s = co_await store->write_bitmap(b);
+  co_return s;
+}
+
 Task<Status> NodeBitmaps::restore(const DirtyBitmapPtr& b, const HBitmap& content) {
   std::shared_ptr<BitmapStore> store;
   {

@@ -93,6 +93,10 @@ class NodeBitmaps {
   // back bits the bitmap had. On a store error memory still gets the bits (this session
   // reports them) and the error is returned.
   Task<Status> add_content(const DirtyBitmapPtr& b, const HBitmap& bits);
+  // Ends a fleecing rotation of b (DirtyBitmap::freeze): with rollback the frozen bits
+  // go back into b (a failed backup: the next one includes them), without they are
+  // dropped (b is stored as it is now). No busy checks: b is usually exported.
+  Task<Status> end_rotation(const DirtyBitmapPtr& b, const HBitmap& frozen, bool rollback);
   // Puts back content saved with DirtyBitmap::snapshot() (transaction abort), stored
   // first for persistent bitmaps; on a store error memory is put back anyway and the
   // error returned.

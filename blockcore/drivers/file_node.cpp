@@ -4,6 +4,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/uio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -118,6 +119,12 @@ FileNode::FileNode(const NodeSpec& spec, io::BlockingPool& pool, int fd, int tai
   info.request_alignment = direct_ ? props.direct_alignment : 1;
   info.preferred_alignment = std::max(props.preferred_alignment, info.request_alignment);
   set_info(info);
+}
+
+uint64_t FileNode::allocated_bytes() const {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_blocks) * 512;
 }
 
 FileNode::~FileNode() {

@@ -47,6 +47,9 @@ class FileNode final : public BlockNode {
   bool memory_backed() const { return props_.memory_backed; }
   // True when QEMU-compatible lock bytes are held on the image.
   bool locked() const { return lock_.held(); }
+  // Bytes of storage the file takes (st_blocks * 512; a sparse file counts only what it
+  // holds). 0 when fstat fails.
+  uint64_t allocated_bytes() const;
 
   // Largest read/write tried inline on the calling thread (default kInlineIoLimit);
   // 0 sends everything to the pool. A tuning knob for benchmarks and the runtime.

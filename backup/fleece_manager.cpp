@@ -1,0 +1,145 @@
+#include "backup/fleece_manager.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "backup/fleece_overlay.h"
+
+namespace backup {
+
+using blockcore::DirtyBitmapPtr;
+using blockcore::Result;
+using blockcore::Status;
+using blockcore::Task;
+
+namespace {
+
+// Copy unit of a snapshot: small enough that a 4 KiB guest write copies little, large
+// enough that the copied-granule map of a 1 TiB disk stays at 2 MiB.
+constexpr uint64_t kDefaultGranularity = 64 * 1024;
+
+}  // namespace
+
+uint64_t Fleece::overlay_bytes() const { return overlay ? overlay->allocated_bytes() : 0; }
+
+FleeceManager::FleeceManager(blockcore::io::BlockingPool& pool, BrokenHandler on_broken)
+    : pool_(pool), on_broken_(std::move(on_broken)) {}
+
+FleecePtr FleeceManager::find(const std::string& id) const {
+  std::lock_guard g(mu_);
+  auto it = fleeces_.find(id);
+  return it == fleeces_.end() ? nullptr : it->second;
+}
+
+std::vector<FleecePtr> FleeceManager::list() const {
+  std::lock_guard g(mu_);
+  std::vector<FleecePtr> out;
+  for (const auto& [id, f] : fleeces_) out.push_back(f);
+  return out;
+}
+
+Task<Result<FleecePtr>> FleeceManager::start(const FleeceRequest& req) {
+  if (req.id.empty()) co_return Status::invalid("a fleece needs an id");
+  if (!req.live) co_return Status::invalid("a fleece needs a node");
+  if (req.overlay_dir.empty()) {
+    co_return Status::invalid("no overlay folder: give 'overlay' or set fleecing.overlay-dir");
+  }
+  blockcore::BlockNode& live = *req.live;
+  if (live.read_only()) {
+    co_return Status::invalid("node '" + live.name() + "' is read-only; it needs no fleecing "
+                              "(export it read-only instead)");
+  }
+  if (find(req.id)) co_return Status::error(EEXIST, "fleece '" + req.id + "' already exists");
+
+  auto f = std::make_shared<Fleece>();
+  f->id = req.id;
+  f->live = req.live;
+  if (req.bitmap) {
+    Result<DirtyBitmapPtr> b = live.bitmaps().lookup(*req.bitmap);
+    if (!b.is_ok()) co_return b.status();
+    f->bitmap = *req.bitmap;
+    f->live_bitmap = b.value();
+    if (f->live_bitmap->inconsistent()) {
+      co_return Status::invalid("Bitmap '" + f->bitmap + "' is inconsistent and cannot be used; "
+                                "clear it (the next backup is then a full one) or remove it");
+    }
+    for (const FleecePtr& other : list()) {
+      if (other->live_bitmap == f->live_bitmap) {
+        co_return Status::error(EBUSY, "Bitmap '" + f->bitmap + "' is frozen by fleece '" +
+                                           other->id + "'");
+      }
+    }
+  }
+
+  blockcore::CbwOptions cbw = req.cbw;
+  if (cbw.granularity == 0) {
+    cbw.granularity = std::max<uint64_t>(kDefaultGranularity, live.info().request_alignment);
+  }
+  Result<std::shared_ptr<blockcore::FileNode>> overlay =
+      create_overlay(req.overlay_dir, req.id, live.size(), pool_);
+  if (!overlay.is_ok()) co_return overlay.status();
+  f->overlay = overlay.value();
+  f->snapshot = std::make_shared<blockcore::FleeceSnapshot>(
+      req.id, req.live, f->overlay, cbw,
+      [handler = on_broken_, id = req.id, node = live.name()](const std::string& reason) {
+        if (handler) handler(id, node, reason);
+      });
+  f->view = std::make_shared<blockcore::SnapshotAccessNode>("fleece-" + req.id, f->snapshot);
+  if (f->live_bitmap) {
+    Result<DirtyBitmapPtr> frozen = co_await f->view->bitmaps().create(
+        {.name = f->bitmap, .granularity = f->live_bitmap->granularity(), .disabled = true},
+        live.size());
+    if (!frozen.is_ok()) co_return frozen.status();
+    f->frozen = frozen.value();
+  }
+
+  {
+    // The snapshot point: no write in flight while the filter and the bitmap switch.
+    blockcore::WriteGate::Closed paused = co_await live.pause_writes();
+    f->filter = blockcore::CopyBeforeWrite::attach(live);
+    f->filter->add(f->snapshot);
+    if (f->live_bitmap) f->frozen->restore(f->live_bitmap->freeze());
+  }
+  f->started = std::chrono::system_clock::now();
+  {
+    std::lock_guard g(mu_);
+    fleeces_[f->id] = f;
+  }
+  spdlog::info("fleece '{}' of node '{}' started{}", f->id, live.name(),
+               f->bitmap.empty() ? "" : " (bitmap '" + f->bitmap + "' frozen)");
+  co_return f;
+}
+
+Task<Status> FleeceManager::end_session(const FleecePtr& f, bool rollback) {
+  f->filter->remove(*f->snapshot);
+  Status s;
+  if (f->live_bitmap) {
+    s = co_await f->live->bitmaps().end_rotation(f->live_bitmap, f->frozen->snapshot(), rollback);
+  }
+  spdlog::info("fleece '{}' of node '{}' stopped{}", f->id, f->live->name(),
+               rollback ? " and rolled back" : "");
+  co_return s;
+}
+
+Task<Status> FleeceManager::stop(const std::string& id, bool rollback) {
+  FleecePtr f;
+  {
+    std::lock_guard g(mu_);
+    auto it = fleeces_.find(id);
+    if (it == fleeces_.end()) co_return Status::error(ENOENT, "fleece '" + id + "' not found");
+    f = it->second;
+    fleeces_.erase(it);
+  }
+  co_return co_await end_session(f, rollback);
+}
+
+Task<void> FleeceManager::stop_all() {
+  for (const FleecePtr& f : list()) {
+    Status s = co_await stop(f->id, /*rollback=*/true);
+    if (!s.is_ok()) spdlog::error("fleece '{}': rollback at shutdown failed: {}", f->id, s.to_string());
+  }
+}
+
+}  // namespace backup
