@@ -61,11 +61,13 @@ Task<Status> with_timeout(MakeTask make_task, std::chrono::milliseconds timeout)
       w.wake();
       return;
     }
-    state->waiter = std::move(w);
-    g.unlock();
+    // Armed before the waiter is published, under the lock: once the task can wake this
+    // coroutine (on another thread of the executor), nothing here touches the timer or
+    // this frame any more.
     timer->async_wait([state, timer, wake](const std::error_code& ec) {
       if (!ec) wake(state);
     });
+    state->waiter = std::move(w);
   });
   timer->cancel();
   std::lock_guard g(state->mu);

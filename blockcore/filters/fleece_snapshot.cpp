@@ -131,10 +131,21 @@ Task<Status> FleeceSnapshot::copy_run(uint64_t first, uint64_t end) {
     std::span<std::byte> chunk = buf.span().first(n);
     Status s = co_await live_->read(pos, chunk);
     if (!s.is_ok()) co_return s.with_context("reading old data of '" + live_->name() + "'");
-    // The target is sparse and fresh: zeroes need no write.
-    if (!all_zero(chunk)) {
-      s = co_await target_->write(pos, chunk, IoFlags::kNone);
-      if (!s.is_ok()) co_return s.with_context("writing the fleecing overlay");
+    // The target is sparse and fresh: granules of zeroes need no write. The others are
+    // written in runs of adjacent non-zero granules.
+    uint64_t run_start = n;  // n: no run open
+    for (uint64_t p = 0;;) {
+      const uint64_t q = std::min<uint64_t>(n, p + opts_.granularity);
+      const bool data = p < n && !all_zero(chunk.subspan(p, q - p));
+      if (data && run_start == n) run_start = p;
+      if (!data && run_start != n) {
+        s = co_await target_->write(pos + run_start, chunk.subspan(run_start, p - run_start),
+                                    IoFlags::kNone);
+        if (!s.is_ok()) co_return s.with_context("writing the fleecing overlay");
+        run_start = n;
+      }
+      if (p == n) break;
+      p = q;
     }
     pos += n;
   }
@@ -160,7 +171,9 @@ Task<Status> FleeceSnapshot::read(uint64_t off, std::span<std::byte> buf) {
       copied = copied_.get(g);
       released = released_.get(g);
       run_end_granule = copied ? copied_.next_clear(g + 1, end) : copied_.next_set(g + 1, end);
-      if (released) run_end_granule = g + 1;
+      // Released granules are marked copied too: a copied run stops at the first one.
+      run_end_granule =
+          released ? g + 1 : std::min(run_end_granule, released_.next_set(g + 1, end));
     }
     if (released) {
       co_return Status::io_error("fleece '" + id_ + "': [" + std::to_string(pos) +
@@ -190,7 +203,8 @@ Task<Result<ExtentList>> FleeceSnapshot::block_status(uint64_t off, uint64_t len
     copied = copied_.get(g);
     released = released_.get(g);
     run_end_granule = copied ? copied_.next_clear(g + 1, end) : copied_.next_set(g + 1, end);
-    if (released) run_end_granule = released_.next_clear(g + 1, end);
+    run_end_granule = released ? released_.next_clear(g + 1, end)
+                               : std::min(run_end_granule, released_.next_set(g + 1, end));
   }
   const uint64_t run_len = std::min(off + len, run_end_granule * opts_.granularity) - off;
   if (released) co_return ExtentList{Extent{run_len, kExtentHole | kExtentZero, 0}};
