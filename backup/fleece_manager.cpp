@@ -51,7 +51,10 @@ Task<Result<FleecePtr>> FleeceManager::start(const FleeceRequest& req) {
     co_return Status::invalid("node '" + live.name() + "' is read-only; it needs no fleecing "
                               "(export it read-only instead)");
   }
-  if (find(req.id)) co_return Status::error(EEXIST, "fleece '" + req.id + "' already exists");
+  {
+    std::lock_guard g(mu_);
+    FLEECE_CO_RETURN_IF_ERROR(check_free_locked(req.id, nullptr));
+  }
 
   auto f = std::make_shared<Fleece>();
   f->id = req.id;
@@ -65,12 +68,8 @@ Task<Result<FleecePtr>> FleeceManager::start(const FleeceRequest& req) {
       co_return Status::invalid("Bitmap '" + f->bitmap + "' is inconsistent and cannot be used; "
                                 "clear it (the next backup is then a full one) or remove it");
     }
-    for (const FleecePtr& other : list()) {
-      if (other->live_bitmap == f->live_bitmap) {
-        co_return Status::error(EBUSY, "Bitmap '" + f->bitmap + "' is frozen by fleece '" +
-                                           other->id + "'");
-      }
-    }
+    std::lock_guard g(mu_);
+    FLEECE_CO_RETURN_IF_ERROR(check_free_locked(req.id, f->live_bitmap));
   }
 
   blockcore::CbwOptions cbw = req.cbw;
@@ -88,9 +87,11 @@ Task<Result<FleecePtr>> FleeceManager::start(const FleeceRequest& req) {
       });
   f->view = std::make_shared<blockcore::SnapshotAccessNode>("fleece-" + req.id, f->snapshot);
   if (f->live_bitmap) {
-    Result<DirtyBitmapPtr> frozen = co_await f->view->bitmaps().create(
-        {.name = f->bitmap, .granularity = f->live_bitmap->granularity(), .disabled = true},
-        live.size());
+    // A named variable, not a temporary in the co_await expression: gcc 12 frees the
+    // std::string of such a temporary wrongly (invalid free at run time).
+    const blockcore::BitmapOptions frozen_opts{
+        .name = f->bitmap, .granularity = f->live_bitmap->granularity(), .disabled = true};
+    Result<DirtyBitmapPtr> frozen = co_await f->view->bitmaps().create(frozen_opts, live.size());
     if (!frozen.is_ok()) co_return frozen.status();
     f->frozen = frozen.value();
   }
@@ -98,18 +99,32 @@ Task<Result<FleecePtr>> FleeceManager::start(const FleeceRequest& req) {
   {
     // The snapshot point: no write in flight while the filter and the bitmap switch.
     blockcore::WriteGate::Closed paused = co_await live.pause_writes();
+    std::lock_guard g(mu_);
+    // Checked again: another start may have taken the id or the bitmap while this one
+    // created its overlay or waited for the writes to pause.
+    FLEECE_CO_RETURN_IF_ERROR(check_free_locked(f->id, f->live_bitmap));
     f->filter = blockcore::CopyBeforeWrite::attach(live);
     f->filter->add(f->snapshot);
     if (f->live_bitmap) f->frozen->restore(f->live_bitmap->freeze());
-  }
-  f->started = std::chrono::system_clock::now();
-  {
-    std::lock_guard g(mu_);
+    f->started = std::chrono::system_clock::now();
     fleeces_[f->id] = f;
   }
   spdlog::info("fleece '{}' of node '{}' started{}", f->id, live.name(),
                f->bitmap.empty() ? "" : " (bitmap '" + f->bitmap + "' frozen)");
   co_return f;
+}
+
+Status FleeceManager::check_free_locked(const std::string& id,
+                                        const DirtyBitmapPtr& bitmap) const {
+  if (fleeces_.contains(id)) return Status::error(EEXIST, "fleece '" + id + "' already exists");
+  if (!bitmap) return Status::ok();
+  for (const auto& [other_id, other] : fleeces_) {
+    if (other->live_bitmap == bitmap) {
+      return Status::error(EBUSY, "Bitmap '" + bitmap->name() + "' is frozen by fleece '" +
+                                      other_id + "'");
+    }
+  }
+  return Status::ok();
 }
 
 Task<Status> FleeceManager::end_session(const FleecePtr& f, bool rollback) {

@@ -84,6 +84,10 @@ class FleeceManager {
 
  private:
   blockcore::Task<blockcore::Status> end_session(const FleecePtr& f, bool rollback);
+  // EEXIST when `id` is taken, EBUSY when `bitmap` (may be null) is frozen by a fleece.
+  // REQUIRES: mu_ held.
+  blockcore::Status check_free_locked(const std::string& id,
+                                      const blockcore::DirtyBitmapPtr& bitmap) const;
 
   blockcore::io::BlockingPool& pool_;
   BrokenHandler on_broken_;

@@ -45,7 +45,9 @@ constexpr uint64_t kMiB = 1024 * kKiB;
 constexpr uint64_t kG = 64 * kKiB;  // granularity
 constexpr uint64_t kSize = 4 * kMiB;
 
-std::vector<std::byte> bytes(size_t n, uint8_t v) { return std::vector<std::byte>(n, std::byte{v}); }
+std::vector<std::byte> bytes(size_t n, uint8_t v) {
+  return std::vector<std::byte>(n, std::byte{v});
+}
 
 Task<void> sleep_for(std::chrono::milliseconds d) {
   asio::steady_timer t(co_await asio::this_coro::executor, d);
@@ -164,7 +166,8 @@ void apply(BlockNode& node, std::vector<std::byte>& model, const Step& st) {
       s = run_task(node.discard(st.off, st.len, IoFlags::kNone));
       const uint64_t b = MemoryNode::kBlock;
       const uint64_t first = (st.off + b - 1) / b * b;
-      const uint64_t end = st.off + st.len == model.size() ? model.size() : (st.off + st.len) / b * b;
+      const uint64_t end =
+          st.off + st.len == model.size() ? model.size() : (st.off + st.len) / b * b;
       if (first < end) std::memset(model.data() + first, 0, end - first);
       break;
     }
@@ -519,7 +522,8 @@ TEST(FleeceSnapshot, CbwTimeoutBoundsACopyUnderBothPolicies) {
     auto live = MemoryNode::create(kSize, "live");
     auto target = MemoryNode::create(kSize, "target");
     live->fill(0, kSize, std::byte{1});
-    target->set_delay_hook([](Op op, uint64_t, uint64_t) { return op == Op::kWrite ? 300ms : 0ms; });
+    target->set_delay_hook(
+        [](Op op, uint64_t, uint64_t) { return op == Op::kWrite ? 300ms : 0ms; });
     Fleece f = Fleece::start(live, target, {.break_guest_write = guest, .timeout = 30ms});
     Status s;
     std::chrono::steady_clock::duration took{};
