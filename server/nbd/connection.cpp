@@ -104,12 +104,15 @@ Task<void> Connection::serve() {
     if (!ec && self->phase_ == Phase::kHandshake) self->abort_now("handshake timeout");
   });
   Handshake handshake(io_, exports_, contexts_);
+  handshake.on_export_chosen(
+      [this](const ExportPtr& e) { serving_.store(e.get(), std::memory_order_release); });
   HandshakeResult r = co_await handshake.run();
   if (phase_ == Phase::kHandshake && r.transmission && !stop_reading_) {
     phase_ = Phase::kTransmission;  // before any suspension: the timer cannot fire now
   }
   handshake_timer_.cancel();
   if (phase_ != Phase::kTransmission) {
+    serving_.store(nullptr, std::memory_order_release);
     set_reason(r.reason.empty() ? "handshake ended" : r.reason);
     co_return;
   }

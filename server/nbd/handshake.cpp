@@ -170,6 +170,7 @@ Task<bool> Handshake::handle_export_name(uint32_t length) {
   WireWriter w;
   w.u64(exp->root->size()).u16(transmission_flags(*exp, structured_));
   if (!no_zeroes_) w.zeroes(kExportNameZeroes);
+  if (on_chosen_) on_chosen_(exp);
   if (!co_await send(w)) co_return false;
   finish(std::move(exp));
   co_return true;
@@ -229,6 +230,7 @@ Task<bool> Handshake::handle_info_go(uint32_t option, std::span<const std::byte>
     append_option_reply(w, option, kRepInfo, p.view());
   }
   append_option_reply(w, option, kRepAck, std::string_view{});
+  if (option == kOptGo && on_chosen_) on_chosen_(exp);
   if (!co_await send(w)) co_return false;
   if (option == kOptGo) finish(std::move(exp));
   co_return true;

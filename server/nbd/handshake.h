@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,11 @@ class Handshake {
 
   blockcore::Task<HandshakeResult> run();
 
+  // Called with the export a client opens just before the reply that starts
+  // transmission is sent, so the server counts the client as that export's before the
+  // client can act on the reply (block-export-del in safe mode).
+  void on_export_chosen(std::function<void(const ExportPtr&)> cb) { on_chosen_ = std::move(cb); }
+
  private:
   // Each handler returns false when the connection must end (reason_ says why).
   blockcore::Task<bool> handle_option(uint32_t option, uint32_t length);
@@ -69,6 +75,7 @@ class Handshake {
   ExportPtr find_export(const std::string& name, uint32_t& rep_error, std::string& message) const;
   void finish(ExportPtr exp);
 
+  std::function<void(const ExportPtr&)> on_chosen_;
   SocketIo& io_;
   const ExportRegistry& exports_;
   const MetaContextRegistry& contexts_;
