@@ -235,14 +235,18 @@ def crash_during_load(tmp_path, cfg, it, rng, size, delay, rate, clear=()):
     SIGKILLs fleeced after delay seconds. Returns (issued, acked, clean_stop)."""
     d = Daemon(tmp_path, config=cfg)
     d.start(wait_control=True)
-    if clear:
-        with Qmp(d.control_sock) as q:
-            for name in clear:
-                r = q.cmd("block-dirty-bitmap-clear", {"node": "d", "name": name})
-                assert r == {"return": {}}, r
-            assert all(b["count"] == 0 for b in query_dirty_bitmaps(q, "d").values())
-    h = nbd.NBD()
-    h.connect_uri(d.uri("d"))  # before the timer: a short delay must not kill it first
+    try:
+        if clear:
+            with Qmp(d.control_sock) as q:
+                for name in clear:
+                    r = q.cmd("block-dirty-bitmap-clear", {"node": "d", "name": name})
+                    assert r == {"return": {}}, r
+                assert all(b["count"] == 0 for b in query_dirty_bitmaps(q, "d").values())
+        h = nbd.NBD()
+        h.connect_uri(d.uri("d"))  # before the timer: a short delay must not kill it first
+    except BaseException:
+        d.stop(sig=signal.SIGKILL)  # never leave a daemon behind a failed test
+        raise
     dead = threading.Event()
 
     def kill():
