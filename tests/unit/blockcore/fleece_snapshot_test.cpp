@@ -463,6 +463,34 @@ TEST(FleeceSnapshot, BreakSnapshotLetsTheLiveWriteGoOnAndFailsTheView) {
   EXPECT_EQ(*f.broken_calls, 1);
 }
 
+TEST(FleeceSnapshot, RacingCopyFailuresBreakTheSnapshotOnce) {
+  auto live = MemoryNode::create(kSize, "live");
+  auto target = MemoryNode::create(kSize, "target");
+  live->fill(0, kSize, std::byte{1});
+  target->set_delay_hook([](Op, uint64_t, uint64_t) { return 5ms; });
+  target->set_fail_hook([](Op op, uint64_t, uint64_t) { return op == Op::kWrite ? EIO : 0; });
+  Fleece f = Fleece::start(live, target);
+  asio::io_context ctx;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 16; ++i) {
+    asio::co_spawn(
+        ctx,
+        [&, i]() -> Task<void> {
+          auto data = bytes(4096, 2);
+          Status s = co_await live->write(static_cast<uint64_t>(i) * kG, data, IoFlags::kNone);
+          if (!s.is_ok()) ++failures;
+        },
+        asio::detached);
+  }
+  run_threads(ctx, 4);
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_TRUE(f.snap->broken());
+  EXPECT_EQ(*f.broken_calls, 1);
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_EQ(live->contents(static_cast<uint64_t>(i) * kG, 4096), bytes(4096, 2));
+  }
+}
+
 TEST(FleeceSnapshot, BreakGuestWriteFailsTheLiveWriteAndKeepsTheView) {
   auto live = MemoryNode::create(kSize, "live");
   auto target = MemoryNode::create(kSize, "target");
