@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "backup/fleece_manager.h"
 #include "blockcore/base/status.h"
 #include "blockcore/block_node.h"
 #include "blockcore/graph.h"
@@ -38,6 +39,11 @@ struct CommandContext {
   // NBD clients connected to an export; block-export-del in mode "safe" refuses to
   // remove an export that has any. Unset: 0 (safe removal always proceeds).
   std::function<size_t(const Export&)> export_clients;
+  // The fleecing sessions (fleece-start/-stop, query-fleeces). Unset: those commands
+  // fail with "fleecing is not available".
+  backup::FleeceManager* fleeces = nullptr;
+  // fleecing.overlay-dir: where fleece-start creates overlays when the request names none.
+  std::string overlay_dir;
 };
 
 }  // namespace server::control

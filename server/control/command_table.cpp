@@ -36,6 +36,7 @@ CommandTable make_default_command_table() {
   auto bitmap_lock = std::make_shared<ManagementLock>();
   register_bitmap_commands(table, bitmap_lock);
   register_transaction_commands(table, bitmap_lock);
+  register_fleece_commands(table, bitmap_lock);
   return table;
 }
 

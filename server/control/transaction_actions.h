@@ -53,6 +53,7 @@ class TransactionActionTable {
 
 // The action families (one file each).
 void register_bitmap_actions(TransactionActionTable& table);  // bitmap_commands.cpp
+void register_fleece_actions(TransactionActionTable& table);  // fleece_commands.cpp
 
 // Every action type `transaction` accepts.
 TransactionActionTable make_default_action_table();
@@ -67,5 +68,7 @@ void register_bitmap_commands(CommandTable& table,
 void register_transaction_commands(
     CommandTable& table,
     const std::shared_ptr<ManagementLock>& lock);  // transaction_commands.cpp
+void register_fleece_commands(CommandTable& table,
+                              const std::shared_ptr<ManagementLock>& lock);  // fleece_commands.cpp
 
 }  // namespace server::control

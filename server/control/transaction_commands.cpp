@@ -36,6 +36,7 @@ std::vector<std::string> TransactionActionTable::types() const {
 TransactionActionTable make_default_action_table() {
   TransactionActionTable table;
   register_bitmap_actions(table);
+  register_fleece_actions(table);
   return table;
 }
 

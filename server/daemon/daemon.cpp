@@ -13,6 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "backup/fleece_overlay.h"
 #include "config/yaml_loader.h"
 #include "server/control/command_table.h"
 #include "server/control/control_server.h"
@@ -52,6 +53,13 @@ Daemon::Daemon(config::Config cfg, DaemonOptions options)
       signals_(main_io_),
       pool_(config_.server.blocking_threads),
       graph_(pool_),
+      fleeces_(std::make_unique<backup::FleeceManager>(
+          pool_,
+          [events = events_](const std::string& id, const std::string& node,
+                             const std::string& reason) {
+            // From an I/O thread: EventSink is thread-safe and its listeners only post.
+            events->emit("FLEECE_BROKEN", {{"id", id}, {"node", node}, {"reason", reason}});
+          })),
       applier_(graph_, exports_) {
   // The config's `bitmaps:` exist before any export offers them (start-up and reload).
   applier_.set_nodes_ready_hook([this](const config::Config& applied) {
@@ -83,6 +91,11 @@ Status Daemon::start(std::vector<ActivatedSocket> activated) {
   signals_.add(SIGHUP);
 
   if (Status s = applier_.apply_initial(config_); !s.is_ok()) return s;
+  // Overlays are unlinked when created; this removes any a crash left between create
+  // and unlink.
+  if (config_.fleecing && !config_.fleecing->overlay_dir.empty()) {
+    backup::sweep_overlays(config_.fleecing->overlay_dir);
+  }
 
   meta_contexts_ = std::make_unique<nbd::MetaContextRegistry>();
   nbd_server_ = std::make_unique<nbd::NbdServer>(exports_, *meta_contexts_,
@@ -97,6 +110,8 @@ Status Daemon::start(std::vector<ActivatedSocket> activated) {
   command_context_ = std::make_unique<control::CommandContext>(
       control::CommandContext{graph_, exports_});
   command_context_->events = events_;
+  command_context_->fleeces = fleeces_.get();
+  if (config_.fleecing) command_context_->overlay_dir = config_.fleecing->overlay_dir;
   // block-export-del in QEMU's default "safe" mode refuses exports with clients.
   command_context_->export_clients = [server = nbd_server_.get()](const Export& e) {
     return server->connection_count(e);
@@ -220,6 +235,9 @@ asio::awaitable<void> Daemon::shutdown() {
   for (auto& l : listeners_) l->close();
   if (control_server_) control_server_->stop();
   co_await nbd_server_->shutdown(kShutdownGrace);
+  // A fleece that dies with the daemon counts as a failed backup: its frozen bitmap bits
+  // go back into the live bitmaps before those are stored below.
+  co_await fleeces_->stop_all();
   // Everything acknowledged must be on disk before we exit.
   for (const auto& node : graph_.nodes()) {
     if (node->read_only()) continue;

@@ -1,7 +1,8 @@
 // Daemon: the running fleeced — I/O threads, the blocking pool, the block graph, the
-// exports, the NBD server with its listeners, and the control socket. It starts from a
-// Config, reloads on SIGHUP (only what changed), and on SIGTERM/SIGINT stops
-// accepting, lets in-flight requests finish, flushes every node and exits.
+// exports, the fleecing sessions, the NBD server with its listeners, and the control
+// socket. It starts from a Config, reloads on SIGHUP (only what changed), and on
+// SIGTERM/SIGINT stops accepting, lets in-flight requests finish, rolls back every
+// fleece, flushes every node and exits.
 // Threading: construct, start() and run() on the main thread. The main io_context
 // (run by run()) owns signals, listeners, the control socket and reloads; connections
 // are spread over `io_threads` worker io_contexts.
@@ -16,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "backup/fleece_manager.h"
 #include "blockcore/base/status.h"
 #include "blockcore/graph.h"
 #include "blockcore/io/blocking_pool.h"
@@ -79,6 +81,9 @@ class Daemon {
   std::shared_ptr<control::EventSink> events_ = std::make_shared<control::EventSink>();
   blockcore::Graph graph_;
   ExportRegistry exports_;
+  // After events_ (its broken handler emits FLEECE_BROKEN) and graph_; stopped (rolled
+  // back) in shutdown() before the final flush and bitmap store.
+  std::unique_ptr<backup::FleeceManager> fleeces_;
   ConfigApplier applier_;
   std::unique_ptr<nbd::MetaContextRegistry> meta_contexts_;
   std::unique_ptr<nbd::NbdServer> nbd_server_;

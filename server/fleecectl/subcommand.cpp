@@ -83,6 +83,7 @@ SubcommandTable make_subcommand_table() {
   register_export_subcommands(table);
   register_image_subcommands(table);
   register_bitmap_subcommands(table);
+  register_fleece_subcommands(table);
   return table;
 }
 

@@ -70,6 +70,10 @@ TEST(ControlApiDocTest, EveryExampleExchangeIsWhatFleecedSends) {
   ExportRegistry exports;
   CommandTable table = make_default_command_table();
   CommandContext ctx{graph, exports};
+  backup::FleeceManager fleeces(pool, nullptr);
+  ctx.fleeces = &fleeces;
+  ctx.overlay_dir = dir.file("fleece");
+  std::filesystem::create_directory(ctx.overlay_dir);
   std::deque<QmpEvent> events;
   ctx.events->subscribe([&events](const QmpEvent& e) { events.push_back(e); });
   QmpDispatcher dispatcher(table, ctx);
