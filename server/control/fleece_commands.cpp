@@ -75,6 +75,10 @@ ExportPtr view_export(const CommandContext& ctx, const backup::Fleece& f) {
   return found.empty() ? nullptr : found.front();
 }
 
+// How a fleece names itself as a user of its live node in the graph, so blockdev-del
+// of the node names it ("Node disk0 is in use: ... fleece 'backup'").
+std::string graph_user(const std::string& fleece_id) { return "fleece '" + fleece_id + "'"; }
+
 // Removes the view's export; its connections are closed by the NBD server.
 void remove_view_export(CommandContext& ctx, const backup::Fleece& f) {
   for (const ExportPtr& e : ctx.exports.using_node(f.view.get())) {
@@ -131,6 +135,10 @@ class FleeceStartAction final : public backup::TransactionAction {
 
     Result<ExportPtr> e = make_view_export(p_, *fleece_);
     Status added = e.is_ok() ? ctx_.exports.add(e.value()) : e.status();
+    if (added.is_ok()) {
+      added = ctx_.graph.add_user(p_.node, graph_user(p_.id), /*write=*/false);
+      if (!added.is_ok()) remove_view_export(ctx_, *fleece_);
+    }
     if (!added.is_ok()) {
       (void)co_await ctx_.fleeces->stop(p_.id, /*rollback=*/true);
       fleece_ = nullptr;
@@ -142,6 +150,7 @@ class FleeceStartAction final : public backup::TransactionAction {
   Task<Status> abort() override {
     if (!fleece_) co_return Status::ok();
     remove_view_export(ctx_, *fleece_);
+    (void)ctx_.graph.remove_user(p_.node, graph_user(p_.id));
     Status s = co_await ctx_.fleeces->stop(p_.id, /*rollback=*/true);
     fleece_ = nullptr;
     co_return s;
@@ -180,6 +189,7 @@ asio::awaitable<Result<json>> fleece_stop(const json& args, CommandContext& ctx,
   backup::FleecePtr f = ctx.fleeces->find(id);
   if (!f) co_return generic_error("Fleece '" + id + "' not found");
   remove_view_export(ctx, *f);
+  (void)ctx.graph.remove_user(f->live->name(), graph_user(id));
   Status s = co_await ctx.fleeces->stop(id, rollback);
   if (!s.is_ok()) co_return generic_error("stopping fleece '" + id + "': " + error_desc_of(s));
   co_return json::object();

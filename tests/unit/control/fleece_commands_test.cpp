@@ -88,9 +88,13 @@ TEST_F(FleeceCommandsTest, StartExportsTheViewReadOnlyWithTheFrozenBitmap) {
   write(kG, 512);  // copies one granule
   EXPECT_EQ(ok("query-fleeces")[0]["copied-bytes"], kG);
 
+  // The live node cannot go while a fleece uses it.
+  EXPECT_NE(err("blockdev-del", {{"node-name", "disk0"}}).find("fleece 'f1'"), std::string::npos);
+
   EXPECT_EQ(ok("fleece-stop", {{"id", "f1"}}), json::object());
   EXPECT_FALSE(exports_.find("disk0-fleece"));
   EXPECT_EQ(ok("query-fleeces"), json::array());
+  EXPECT_TRUE(graph_.uses_of("disk0").empty());
 }
 
 TEST_F(FleeceCommandsTest, DiscardMakesTheExportWritableForTrims) {
