@@ -274,3 +274,50 @@ def test_fleecectl_fleece_start_list_stop(tmp_path):
         d.ctl("fleece", "stop", "scan")
         d.ctl("fleece", "stop", "disk0-fleece", "--rollback")
         assert d.ctl("fleece", "list") == []
+
+
+def test_concurrent_writers_while_the_view_is_read(tmp_path):
+    """Four connections write and zero at random while the view is read three times:
+    every read of every granule is the disk as of the snapshot point."""
+    import random
+    import threading
+    with new_daemon(tmp_path, "qcow2") as d, Qmp(d.control_sock) as qmp:
+        chunk = 256 * 1024
+        write_patterns(d, [(i % 250 + 1, i * chunk, chunk) for i in range(DISK // chunk)])
+        at_snapshot = read_all(d, "disk0")
+        ok(qmp, "fleece-start", {"id": "f1", "node": "disk0"})
+        stop = threading.Event()
+        errors = []
+
+        def writer(seed):
+            rng = random.Random(seed)
+            h = connect(d, "disk0")
+            try:
+                while not stop.is_set():
+                    length = rng.choice([512, 4096, 65536, 3 * 65536 + 512])
+                    off = rng.randrange(0, DISK - length, 512)
+                    if rng.random() < 0.8:
+                        h.pwrite(bytes([rng.randrange(256)]) * length, off)
+                    else:
+                        h.zero(length, off)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+            finally:
+                h.shutdown()
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            views = [read_all(d, "disk0-fleece") for _ in range(3)]
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert not errors
+        for view in views:
+            for off in range(0, DISK, G):
+                assert view[off:off + G] == at_snapshot[off:off + G], f"granule at {off}"
+        assert read_all(d, "disk0-fleece") == at_snapshot
+        assert ok(qmp, "query-fleeces")[0]["copied-bytes"] > 0
+        ok(qmp, "fleece-stop", {"id": "f1"})
