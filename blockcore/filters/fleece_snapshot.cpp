@@ -74,13 +74,13 @@ Task<Status> FleeceSnapshot::before_live_write(uint64_t off, uint64_t len) {
   Status s;
   if (opts_.timeout.count() > 0) {
     // The copy runs on its own; the live write waits for it at most `timeout`.
-    auto self = shared_from_this();
-    s = co_await with_timeout(
-        [self, first, end]() -> Task<Status> {
-          RangeLock::Guard lock = co_await self->locks_.lock(first, end, RangeLock::Mode::kExclusive);
-          co_return co_await self->copy_granules(first, end);
-        },
-        opts_.timeout);
+    // A named variable, not a temporary in the co_await expression: gcc 12 destroys such
+    // a temporary twice, which released `self` once too often (use after free).
+    auto copy = [self = shared_from_this(), first, end]() -> Task<Status> {
+      RangeLock::Guard lock = co_await self->locks_.lock(first, end, RangeLock::Mode::kExclusive);
+      co_return co_await self->copy_granules(first, end);
+    };
+    s = co_await with_timeout(std::move(copy), opts_.timeout);
     if (s.code() == ETIMEDOUT) {
       s = Status::error(ETIMEDOUT, "copy-before-write took longer than cbw-timeout (" +
                                        std::to_string(opts_.timeout.count()) + " ms)");

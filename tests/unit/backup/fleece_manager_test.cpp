@@ -74,6 +74,9 @@ class FleeceManagerTest : public ::testing::Test {
     live_->fill(0, kSize, std::byte{1});
   }
 
+  // Sessions left running hold their live node (through its filter) and would leak.
+  ~FleeceManagerTest() override { run_task(manager_.stop_all()); }
+
   FleeceRequest request(const std::string& id, std::optional<std::string> bitmap = {}) {
     FleeceRequest r;
     r.id = id;

@@ -61,6 +61,9 @@ struct Fleece {
   std::shared_ptr<CopyBeforeWrite> filter;
   std::shared_ptr<int> broken_calls = std::make_shared<int>(0);
   std::shared_ptr<std::string> reason = std::make_shared<std::string>();
+  // Removes the snapshot from the filter when the last copy of this Fleece goes (the
+  // live node, its filter and the snapshot hold each other until then).
+  std::shared_ptr<void> attached;
 
   static Fleece start(const BlockNodePtr& live, const BlockNodePtr& target, CbwOptions opts = {},
                       const std::string& id = "f0") {
@@ -74,9 +77,11 @@ struct Fleece {
     f.view = std::make_shared<SnapshotAccessNode>("view-" + id, f.snap);
     f.filter = CopyBeforeWrite::attach(*live);
     f.filter->add(f.snap);
+    f.attached = std::shared_ptr<void>(
+        nullptr, [filter = f.filter, snap = f.snap](void*) { filter->remove(*snap); });
     return f;
   }
-  void stop() { filter->remove(*snap); }
+  void stop() { attached.reset(); }
 
   std::vector<std::byte> read_all() const {
     std::vector<std::byte> out(view->size());
@@ -557,6 +562,9 @@ TEST(FleeceSnapshot, CbwTimeoutBoundsACopyUnderBothPolicies) {
     std::chrono::steady_clock::duration took{};
     std::vector<std::byte> view_after(kG);
     Status view_status;
+    // The copy that outlives the write owns a reference to the snapshot while it runs,
+    // and gives back exactly that one.
+    const long refs = f.snap.use_count();
     run_task([&]() -> Task<void> {
       const auto t0 = std::chrono::steady_clock::now();
       s = co_await live->write(0, bytes(4096, 2), IoFlags::kNone);
@@ -565,6 +573,7 @@ TEST(FleeceSnapshot, CbwTimeoutBoundsACopyUnderBothPolicies) {
       view_status = co_await f.view->read(0, view_after);
     }());
     EXPECT_LT(took, 250ms);
+    EXPECT_EQ(f.snap.use_count(), refs);
     if (guest) {
       EXPECT_EQ(s.code(), ETIMEDOUT) << s.to_string();
       EXPECT_EQ(live->contents(0, 4096), bytes(4096, 1));
