@@ -27,6 +27,10 @@ uint64_t Fleece::overlay_bytes() const { return overlay ? overlay->allocated_byt
 FleeceManager::FleeceManager(blockcore::io::BlockingPool& pool, BrokenHandler on_broken)
     : pool_(pool), on_broken_(std::move(on_broken)) {}
 
+FleeceManager::~FleeceManager() {
+  for (const auto& [id, f] : fleeces_) f->filter->remove(*f->snapshot);
+}
+
 FleecePtr FleeceManager::find(const std::string& id) const {
   std::lock_guard g(mu_);
   auto it = fleeces_.find(id);

@@ -69,6 +69,10 @@ class FleeceManager {
   using BrokenHandler =
       std::function<void(const std::string& id, const std::string& node, const std::string& reason)>;
   FleeceManager(blockcore::io::BlockingPool& pool, BrokenHandler on_broken);
+  // Detaches every snapshot still active from its live node (the filter and the
+  // snapshot reference each other through the node). Bitmaps are not rolled back here:
+  // stop_all() does that; without it the stored copies still hold the frozen bits.
+  ~FleeceManager();
 
   // EEXIST for a taken id; ENOENT for an unknown bitmap; EBUSY when the bitmap is frozen
   // by another fleece; EINVAL for a read-only live node; overlay errors as they come.

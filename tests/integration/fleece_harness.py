@@ -58,6 +58,7 @@ class Daemon:
         self.control_sock = self.dir / "control.sock"
         self.log_path = self.dir / "fleeced.log"
         args = [str(FLEECED)]
+        self.config_template = config
         if config is not None:
             text = config.format(nbd_sock=self.nbd_sock, control_sock=self.control_sock,
                                  dir=self.dir)
@@ -75,8 +76,10 @@ class Daemon:
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=self.env)
         wait_for_socket(self.nbd_sock, self.proc)
-        if wait_control or (wait_control is None and hasattr(self, "config_path")
-                            and "{control_sock}" in (self.config_text() or "")):
+        # The control socket may come up after the NBD one: wait for it too when the
+        # config has one (the template, before the paths were filled in).
+        if wait_control or (wait_control is None
+                            and "{control_sock}" in (self.config_template or "")):
             wait_for_socket(self.control_sock, self.proc)
         return self
 
