@@ -16,14 +16,6 @@ using blockcore::Result;
 using blockcore::Status;
 using blockcore::Task;
 
-// Puts `saved` back into `b` after a clear. A disabled bitmap gets its copy back; an
-// enabled one gets the saved bits merged in (stored first when durable), so granules it
-// recorded since the clear stay dirty.
-Task<Status> put_back(NodeBitmaps& bitmaps, const DirtyBitmapPtr& b, const HBitmap& saved) {
-  if (!b->enabled()) co_return co_await bitmaps.restore(b, saved);
-  co_return co_await bitmaps.add_content(b, saved);
-}
-
 // ---- add ------------------------------------------------------------------------------
 
 class AddAction : public TransactionAction {
@@ -67,20 +59,47 @@ class AddAction : public TransactionAction {
   BlockNodePtr node_;  // set once the bitmap exists
 };
 
+// ---- actions on one named bitmap --------------------------------------------------------
+
+// What remove, clear, enable and disable share: the bitmap they act on, found and checked
+// in prepare() before any side effect.
+class OneBitmapAction : public TransactionAction {
+ public:
+  OneBitmapAction(NodeLookup lookup, BitmapParams p) : lookup_(std::move(lookup)), p_(std::move(p)) {}
+
+  void clean() override {
+    bitmap_.reset();
+    node_.reset();
+  }
+
+ protected:
+  // Finds the bitmap and makes QEMU's `checks` (kCheck* flags); sets node_ and bitmap_.
+  Status locate(unsigned checks) {
+    Result<NodeBitmap> found = find_bitmap(lookup_, p_.node, p_.name);
+    if (!found.is_ok()) return found.status();
+    FLEECE_RETURN_IF_ERROR(check_bitmap(*found->bitmap, checks));
+    node_ = found->node;
+    bitmap_ = found->bitmap;
+    return Status::ok();
+  }
+
+  NodeLookup lookup_;
+  BitmapParams p_;
+  BlockNodePtr node_;
+  DirtyBitmapPtr bitmap_;
+};
+
 // ---- remove ---------------------------------------------------------------------------
 
-class RemoveAction : public TransactionAction {
+class RemoveAction : public OneBitmapAction {
  public:
-  RemoveAction(NodeLookup lookup, BitmapParams p) : lookup_(std::move(lookup)), p_(std::move(p)) {}
+  using OneBitmapAction::OneBitmapAction;
   std::string type() const override { return kBitmapRemoveType; }
 
   Task<Status> prepare() override {
-    Result<NodeBitmap> found = find_bitmap(lookup_, p_.node, p_.name);
-    if (!found.is_ok()) co_return found.status();
-    FLEECE_CO_RETURN_IF_ERROR(check_bitmap(*found->bitmap, kCheckBusy | kCheckReadOnly));
+    FLEECE_CO_RETURN_IF_ERROR(locate(kCheckBusy | kCheckReadOnly));
     // Busy until commit: later actions of the transaction cannot use it.
-    hold_ = DirtyBitmap::make_busy(found->bitmap);
-    node_ = found->node;
+    hold_ = DirtyBitmap::make_busy(bitmap_);
     co_return Status::ok();
   }
 
@@ -96,30 +115,23 @@ class RemoveAction : public TransactionAction {
 
   void clean() override {
     hold_ = DirtyBitmap::BusyGuard();
-    node_.reset();
+    OneBitmapAction::clean();
   }
 
  private:
-  NodeLookup lookup_;
-  BitmapParams p_;
-  BlockNodePtr node_;
   DirtyBitmap::BusyGuard hold_;
 };
 
 // ---- clear ----------------------------------------------------------------------------
 
-class ClearAction : public TransactionAction {
+class ClearAction : public OneBitmapAction {
  public:
-  ClearAction(NodeLookup lookup, BitmapParams p) : lookup_(std::move(lookup)), p_(std::move(p)) {}
+  using OneBitmapAction::OneBitmapAction;
   std::string type() const override { return kBitmapClearType; }
 
   Task<Status> prepare() override {
-    Result<NodeBitmap> found = find_bitmap(lookup_, p_.node, p_.name);
-    if (!found.is_ok()) co_return found.status();
     // Unlike QEMU, an inconsistent bitmap may be cleared (it becomes consistent).
-    FLEECE_CO_RETURN_IF_ERROR(check_bitmap(*found->bitmap, kCheckBusy | kCheckReadOnly));
-    node_ = found->node;
-    bitmap_ = found->bitmap;
+    FLEECE_CO_RETURN_IF_ERROR(locate(kCheckBusy | kCheckReadOnly));
     was_inconsistent_ = bitmap_->inconsistent();
     // A failed clear leaves the bitmap as it was (NodeBitmaps' contract); saved_ gets
     // exactly what was cleared, taken atomically with the clear.
@@ -128,28 +140,28 @@ class ClearAction : public TransactionAction {
     co_return Status::ok();
   }
 
+  // Puts back what the clear took: a disabled bitmap gets its copy back; an enabled one
+  // gets the saved bits merged in (stored first when durable), so granules it recorded
+  // since the clear stay dirty.
   Task<Status> abort() override {
     if (!cleared_) co_return Status::ok();
-    co_return co_await undo();
-  }
-
-  void clean() override {
-    saved_ = HBitmap();
-    bitmap_.reset();
-    node_.reset();
-  }
-
- private:
-  Task<Status> undo() {
-    Status s = co_await put_back(node_->bitmaps(), bitmap_, saved_);
+    NodeBitmaps& bitmaps = node_->bitmaps();
+    Status s;
+    if (bitmap_->enabled()) {
+      s = co_await bitmaps.add_content(bitmap_, saved_);
+    } else {
+      s = co_await bitmaps.restore(bitmap_, saved_);
+    }
     if (was_inconsistent_) bitmap_->set_inconsistent(true);
     co_return s;
   }
 
-  NodeLookup lookup_;
-  BitmapParams p_;
-  BlockNodePtr node_;
-  DirtyBitmapPtr bitmap_;
+  void clean() override {
+    saved_ = HBitmap();
+    OneBitmapAction::clean();
+  }
+
+ private:
   HBitmap saved_;
   bool was_inconsistent_ = false;
   bool cleared_ = false;
@@ -157,18 +169,14 @@ class ClearAction : public TransactionAction {
 
 // ---- enable / disable -----------------------------------------------------------------
 
-class EnableAction : public TransactionAction {
+class EnableAction : public OneBitmapAction {
  public:
-  EnableAction(NodeLookup lookup, BitmapParams p) : lookup_(std::move(lookup)), p_(std::move(p)) {}
+  using OneBitmapAction::OneBitmapAction;
   std::string type() const override { return kBitmapEnableType; }
 
   Task<Status> prepare() override {
-    Result<NodeBitmap> found = find_bitmap(lookup_, p_.node, p_.name);
-    if (!found.is_ok()) co_return found.status();
     // As QEMU, a read-only bitmap may be toggled (in memory: its image is read-only).
-    FLEECE_CO_RETURN_IF_ERROR(check_bitmap(*found->bitmap, kCheckBusy | kCheckInconsistent));
-    node_ = found->node;
-    bitmap_ = found->bitmap;
+    FLEECE_CO_RETURN_IF_ERROR(locate(kCheckBusy | kCheckInconsistent));
     if (bitmap_->enabled()) co_return Status::ok();
     saved_ = bitmap_->snapshot();
     FLEECE_CO_RETURN_IF_ERROR(co_await node_->bitmaps().set_enabled(p_.name, true));
@@ -177,46 +185,38 @@ class EnableAction : public TransactionAction {
   }
 
   // A disable earlier in the same transaction committed first: the later enable wins.
+  // Prepare made the checks; a later remove of the transaction may hold it busy by now.
   Task<Status> commit() override {
     if (bitmap_->enabled()) co_return Status::ok();
-    co_return co_await node_->bitmaps().set_enabled(p_.name, true);
+    co_return co_await node_->bitmaps().set_enabled(p_.name, true, /*checked=*/true);
   }
 
   // Stops recording, then drops what it recorded since prepare().
   Task<Status> abort() override {
     if (!enabled_here_) co_return Status::ok();
-    FLEECE_CO_RETURN_IF_ERROR(co_await node_->bitmaps().set_enabled(p_.name, false));
+    FLEECE_CO_RETURN_IF_ERROR(
+        co_await node_->bitmaps().set_enabled(p_.name, false, /*checked=*/true));
     if (bitmap_->snapshot() == saved_) co_return Status::ok();
     co_return co_await node_->bitmaps().restore(bitmap_, saved_);
   }
 
   void clean() override {
     saved_ = HBitmap();
-    bitmap_.reset();
-    node_.reset();
+    OneBitmapAction::clean();
   }
 
  private:
-  NodeLookup lookup_;
-  BitmapParams p_;
-  BlockNodePtr node_;
-  DirtyBitmapPtr bitmap_;
   HBitmap saved_;
   bool enabled_here_ = false;
 };
 
-class DisableAction : public TransactionAction {
+class DisableAction : public OneBitmapAction {
  public:
-  DisableAction(NodeLookup lookup, BitmapParams p) : lookup_(std::move(lookup)), p_(std::move(p)) {}
+  using OneBitmapAction::OneBitmapAction;
   std::string type() const override { return kBitmapDisableType; }
 
   Task<Status> prepare() override {
-    Result<NodeBitmap> found = find_bitmap(lookup_, p_.node, p_.name);
-    if (!found.is_ok()) co_return found.status();
-    FLEECE_CO_RETURN_IF_ERROR(check_bitmap(*found->bitmap, kCheckBusy | kCheckInconsistent));
-    node_ = found->node;
-    bitmap_ = found->bitmap;
-    co_return Status::ok();
+    co_return locate(kCheckBusy | kCheckInconsistent);
   }
 
   // The bitmap records until the transaction takes effect: nothing to undo. Prepare
@@ -225,17 +225,6 @@ class DisableAction : public TransactionAction {
     if (!bitmap_->enabled()) co_return Status::ok();
     co_return co_await node_->bitmaps().set_enabled(p_.name, false, /*checked=*/true);
   }
-
-  void clean() override {
-    bitmap_.reset();
-    node_.reset();
-  }
-
- private:
-  NodeLookup lookup_;
-  BitmapParams p_;
-  BlockNodePtr node_;
-  DirtyBitmapPtr bitmap_;
 };
 
 // ---- merge ----------------------------------------------------------------------------

@@ -216,6 +216,24 @@ TEST_F(BitmapTransactionTest, LaterActionsSeeEarlierOnes) {
   }
 }
 
+// QEMU accepts toggling and removing one bitmap in one transaction: the toggle's commit
+// must not trip over the busy hold of the later remove.
+TEST_F(BitmapTransactionTest, ToggleThenRemoveOfOneBitmap) {
+  make_bitmaps(false);
+  for (const char* name : {"dormant", "off"}) {
+    SCOPED_TRACE(name);
+    std::vector<TransactionActionPtr> v;
+    if (std::string(name) == "dormant") {
+      v.push_back(make_bitmap_enable(lookup_, on(name)));
+    } else {
+      v.push_back(make_bitmap_disable(lookup_, on(name)));
+    }
+    v.push_back(make_bitmap_remove(lookup_, on(name)));
+    EXPECT_TRUE(run(std::move(v)).is_ok());
+    EXPECT_EQ(disk0_->bitmaps().find(name), nullptr);
+  }
+}
+
 TEST_F(BitmapTransactionTest, AStoreErrorWhileRollingBackIsReported) {
   store_ = attach_store(*disk0_);
   auto live = add(*disk0_, "live", true);
