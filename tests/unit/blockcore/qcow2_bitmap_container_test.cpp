@@ -18,18 +18,8 @@ using node_test::Fixture;
 
 constexpr uint64_t kMiB = 1ull << 20;
 
-class BitmapContainerTest : public ::testing::Test {
+class BitmapContainerTest : public QemuBitmapTest {
  protected:
-  void SetUp() override {
-    if (!fleece_test::have_qemu_tools() || !fleece_test::have_program("qemu-nbd") ||
-        !fleece_test::have_program("nbdinfo")) {
-      GTEST_SKIP() << "needs qemu-img, qemu-io, qemu-nbd and nbdinfo";
-    }
-  }
-  void run(const std::string& cmd) {
-    auto r = shell(cmd);
-    ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
-  }
   // A raw node over `disk` with its bitmaps in `container` (what the node factory does
   // for a `bitmap-file`).
   Result<BlockNodePtr> open_raw(const std::string& disk, const std::string& container,

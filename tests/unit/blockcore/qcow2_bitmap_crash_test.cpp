@@ -87,18 +87,8 @@ class CrashingFile final : public BlockNode {
   bool dead_ = false;
 };
 
-class BitmapCrashTest : public ::testing::Test {
+class BitmapCrashTest : public QemuBitmapTest {
  protected:
-  void SetUp() override {
-    if (!fleece_test::have_qemu_tools() || !fleece_test::have_program("qemu-nbd") ||
-        !fleece_test::have_program("nbdinfo")) {
-      GTEST_SKIP() << "needs qemu-img, qemu-io, qemu-nbd and nbdinfo";
-    }
-  }
-  void run(const std::string& cmd) {
-    auto r = shell(cmd);
-    ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
-  }
   // Opens `img` through a CrashingFile.
   Result<BlockNodePtr> open_crashing(const std::string& img, const std::string& copy, int crash_at,
                                      std::shared_ptr<CrashingFile>* out) {

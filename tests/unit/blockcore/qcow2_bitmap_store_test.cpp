@@ -21,18 +21,8 @@ using node_test::Fixture;
 
 constexpr uint64_t kMiB = 1ull << 20;
 
-class BitmapStoreTest : public ::testing::Test {
+class BitmapStoreTest : public QemuBitmapTest {
  protected:
-  void SetUp() override {
-    if (!fleece_test::have_qemu_tools() || !fleece_test::have_program("qemu-nbd") ||
-        !fleece_test::have_program("nbdinfo")) {
-      GTEST_SKIP() << "needs qemu-img, qemu-io, qemu-nbd and nbdinfo";
-    }
-  }
-  void run(const std::string& cmd) {
-    auto r = shell(cmd);
-    ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
-  }
   Fixture f;
 };
 

@@ -151,4 +151,19 @@ inline DirtyBitmapPtr add_bitmap(BlockNode& n, const std::string& name, uint64_t
   return b.is_ok() ? b.value() : nullptr;
 }
 
+// Base of the bitmap test fixtures: skips without QEMU's tools, runs shell commands.
+class QemuBitmapTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fleece_test::have_qemu_tools() || !fleece_test::have_program("qemu-nbd") ||
+        !fleece_test::have_program("nbdinfo")) {
+      GTEST_SKIP() << "needs qemu-img, qemu-io, qemu-nbd and nbdinfo";
+    }
+  }
+  void run(const std::string& cmd) {
+    auto r = shell(cmd);
+    ASSERT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
+  }
+};
+
 }  // namespace blockcore::qcow2::bitmap_test
