@@ -51,6 +51,9 @@ struct NodeInfo {
   bool can_cache = true;       // cache() prefetches
   bool can_multi_conn = true;  // consistent across connections, flush covers all
   bool can_truncate = false;   // truncate() can change the size (a regular file)
+  // Offset N of this node is offset N of its `file` child (raw without a window, pure
+  // filters), so dirty bitmaps of the child describe this node too.
+  bool file_offsets_match = false;
   bool rotational = false;
   uint32_t request_alignment = 1;     // minimum I/O granularity in bytes (power of 2)
   uint32_t preferred_alignment = 4096;

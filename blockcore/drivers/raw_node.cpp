@@ -54,6 +54,7 @@ RawNode::RawNode(const NodeSpec& spec, BlockNodePtr file_child, uint64_t offset,
     : BlockNode(spec.node_name, "raw"), file_(std::move(file_child)), offset_(offset) {
   NodeInfo info = file_->info();  // capabilities and limits are the file's
   info.size = size;
+  info.file_offsets_match = offset == 0;
   info.read_only = spec.read_only || file_->read_only();
   if (info.read_only) {
     info.can_flush = false;

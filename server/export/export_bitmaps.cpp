@@ -3,7 +3,6 @@
 #include <cerrno>
 #include <vector>
 
-#include "blockcore/drivers/raw_node.h"
 
 namespace server {
 
@@ -15,15 +14,6 @@ using blockcore::Result;
 using blockcore::Status;
 
 namespace {
-
-// True when `node` shows its `file` child's bytes at the same offsets.
-bool passes_file_through(const BlockNode& node) {
-  if (node.driver() == "qcow2") return false;  // its own layout inside the file
-  if (const auto* raw = dynamic_cast<const blockcore::RawNode*>(&node)) {
-    return raw->offset() == 0;
-  }
-  return true;
-}
 
 const BlockNode* child_of(const BlockNode& node, ChildRole role) {
   for (const blockcore::ChildEdge& edge : node.children()) {
@@ -39,7 +29,7 @@ constexpr int kMaxChainDepth = 256;
 
 const BlockNode* next_in_bitmap_chain(const BlockNode& node) {
   if (const BlockNode* backing = child_of(node, ChildRole::kBacking)) return backing;
-  if (!passes_file_through(node)) return nullptr;
+  if (!node.info().file_offsets_match) return nullptr;
   return child_of(node, ChildRole::kFile);
 }
 

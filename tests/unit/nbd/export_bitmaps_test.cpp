@@ -29,6 +29,8 @@ class ChainNode final : public BlockNode {
     blockcore::NodeInfo info;
     info.size = kSize;
     info.read_only = false;
+    // What the real drivers declare: qcow2 keeps its own layout in its file.
+    info.file_offsets_match = this->driver() != "qcow2";
     set_info(info);
   }
   void child(ChildRole role, BlockNodePtr n) { add_child(role, std::move(n)); }
