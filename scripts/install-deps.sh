@@ -13,6 +13,7 @@ packages=(
   qemu-utils
   clang libclang-rt-14-dev
   nbdkit fio qemu-system-common python3-pytest
+  e2fsprogs fuse2fs fuse3
 )
 
 missing=()
