@@ -15,10 +15,9 @@ import subprocess
 from pathlib import Path
 
 import nbd
-import pytest
 
-from fleece_harness import (Daemon, Qmp, dirty_bitmap_context, dirty_granules_of,
-                            granules_touched, make_image, nbdinfo_extents)
+from fleece_harness import (Daemon, Qmp, dirty_bitmap_context, granules_touched, make_image,
+                            nbdinfo_extents)
 
 MiB = 1 << 20
 G = 65536
@@ -86,7 +85,8 @@ def load_doc_client(tmp_path):
 
 def run(*args, cwd=None):
     r = subprocess.run(list(args), capture_output=True, text=True, timeout=60, cwd=cwd)
-    assert r.returncode == 0, f"{' '.join(map(str, args))} exited {r.returncode}:\n{r.stdout}{r.stderr}"
+    assert r.returncode == 0, \
+        f"{' '.join(map(str, args))} exited {r.returncode}:\n{r.stdout}{r.stderr}"
     return r.stdout
 
 
@@ -231,17 +231,19 @@ def test_full_and_incremental_backups_restore_every_point(tmp_path):
         ok(qmp, "fleece-stop", {"id": "inc3", "rollback": True})
         inc3.unlink()
 
-        # Incremental 4 (the operator's command line, extents checked with nbdinfo)
-        # includes what incremental 3 should have stored.
+        # Incremental 4 from the command line (fleecectl, the script; extents checked with
+        # nbdinfo) includes what incremental 3 should have stored.
         apply(d, ROUND4)
         ref4 = read_all(d, "disk0")
-        ok(qmp, "fleece-start", {"id": "inc4", "node": "disk0", "bitmap": "b"})
+        r = d.ctl("fleece", "start", "disk0", "--bitmap", "b", json_output=False)
+        assert r.stdout == "fleece 'disk0-fleece' of node 'disk0' exported as 'disk0-fleece'\n"
         want = granules(DURING2, ROUND3, ROUND4)
         assert granules_of_runs(nbdinfo_dirty_runs(d, "disk0-fleece")) == want
         inc4 = new_overlay(tmp_path, "inc4.qcow2", "inc2.qcow2")
         out = run("/usr/bin/python3", str(script), view, "b", "inc4.qcow2", cwd=tmp_path)
         assert out.startswith(f"copied {len(want) * G} bytes in ")
-        ok(qmp, "fleece-stop", {"id": "inc4"})
+        d.ctl("fleece", "stop", "disk0-fleece")
+        assert ok(qmp, "query-fleeces") == []
         assert top_layer_granules(tmp_path, inc4) == want
         assert_restores(tmp_path, inc4, ref4)
 
