@@ -217,6 +217,14 @@ def test_full_and_incremental_backups_restore_every_point(tmp_path):
         apply(d, DURING2)  # only into trimmed granules: nothing to copy any more
         assert granules(DURING2) <= granules(ROUND2)
         assert copied_bytes(qmp, "inc2") == 0
+        h = nbd.NBD()
+        h.connect_uri(view)
+        try:
+            h.pread(512, 14 * MiB + 2 * G)  # trimmed: the view no longer has it
+            raise AssertionError("a trimmed range of the view was readable")
+        except nbd.Error as e:
+            assert "Input/output error" in str(e)
+        h.shutdown()
         ok(qmp, "fleece-stop", {"id": "inc2"})
         assert top_layer_granules(tmp_path, inc2) == granules(DURING1, ROUND2)
         assert_restores(tmp_path, inc2, ref2)
