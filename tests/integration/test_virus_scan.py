@@ -350,6 +350,28 @@ def fuse_unusable_reason():
 PERMISSION_ERRORS = ("Operation not permitted", "Permission denied", "fuse: device not found")
 
 
+def bounded(fn, timeout=60):
+    """Runs fn() on a helper thread and returns its result (or raises its exception);
+    fails if it takes longer than `timeout` — a read stuck in a FUSE mount must not hang
+    the test, whose clean-up then unmounts and stops the FUSE servers, releasing it."""
+    result = {}
+
+    def call():
+        try:
+            result["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised on the test's thread
+            result["error"] = e
+
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise AssertionError(f"{fn.__name__} did not finish within {timeout}s")
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
 def unmount(mountpoint, proc):
     """fusermount3 -u (lazily if busy), then waits for the FUSE server; bounded in time."""
     if os.path.ismount(mountpoint):
@@ -414,17 +436,24 @@ def test_scan_the_view_mounted_with_nbdfuse_and_fuse2fs(tmp_path, filesystems):
             with FuseMount(["nbdfuse", "-r", nbdmnt, d.uri("scan")], nbdmnt,
                            tmp_path / "nbdfuse.log"):
                 view = nbdmnt / "nbd"
-                assert view.stat().st_size == DISK
-                with pytest.raises(PermissionError):
-                    open(view, "r+b")
-                with FuseMount(["fuse2fs", view, fsmnt, "-o", "ro,fakeroot", "-f"], fsmnt,
-                               tmp_path / "fuse2fs.log"):
+
+                def view_is_a_read_only_file():
+                    assert view.stat().st_size == DISK
+                    with pytest.raises(PermissionError):
+                        open(view, "r+b")
+
+                def scan_the_mounted_files():
                     found = {"/" + str(p.relative_to(fsmnt)) for p in fsmnt.rglob("*")
                              if p.is_file()}
                     assert found == set(fs.before_files)
                     check_files(lambda p: (fsmnt / p[1:]).read_bytes(), fs.before_files)
                     with pytest.raises(OSError):
                         (fsmnt / "docs" / "x").write_bytes(b"x")
+
+                bounded(view_is_a_read_only_file)
+                with FuseMount(["fuse2fs", view, fsmnt, "-o", "ro,fakeroot", "-f"], fsmnt,
+                               tmp_path / "fuse2fs.log"):
+                    bounded(scan_the_mounted_files)
                 # debugfs straight on the nbdfuse file, no second FUSE mount.
                 check_files(lambda p: debugfs_cat(view, p), fs.before_files)
                 fsck_clean(view)
@@ -452,8 +481,13 @@ def test_a_broken_snapshot_fails_reads_through_nbdfuse(tmp_path, filesystems):
         with FuseMount(["nbdfuse", "-r", nbdmnt, d.uri("scan")], nbdmnt,
                        tmp_path / "nbdfuse.log"):
             view = nbdmnt / "nbd"
-            with open(view, "rb") as f:
-                assert len(f.read(65536)) == 65536  # the scan has begun
+
+            def read_view(offset, length):
+                with open(view, "rb") as f:
+                    f.seek(offset)
+                    return f.read(length)
+
+            assert len(bounded(lambda: read_view(0, 65536))) == 65536  # the scan has begun
             writer = Writer(d.uri("disk0"), fs).start()
             try:
                 writer.wait_rounds(1)
@@ -461,9 +495,8 @@ def test_a_broken_snapshot_fails_reads_through_nbdfuse(tmp_path, filesystems):
                 writer.stop()
             [info] = ok(qmp, "query-fleeces")
             assert info["state"] == "broken"
-            with open(view, "rb") as f, pytest.raises(OSError) as err:
-                f.seek(big[-1] * BLOCK)
-                f.read(BLOCK)
+            with pytest.raises(OSError) as err:
+                bounded(lambda: read_view(big[-1] * BLOCK, BLOCK))
             assert err.value.errno == errno.EIO
             # debugfs reports the error on stderr (and still exits 0).
             r = subprocess.run(["debugfs", "-c", "-R", "cat /bin/tool", str(view)],
