@@ -26,6 +26,8 @@ set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$script_dir/../.." && pwd)
+# shellcheck source=lib.sh
+. "$script_dir/lib.sh"   # busy_percent, wait_for_idle, proc_cpu_ticks, median
 
 FLEECED=${FLEECED:-$repo_root/build/bin/fleeced}
 rounds=${BENCH_ROUNDS:-5}           # samples per variant (medians)
@@ -91,20 +93,6 @@ stop() {
   server_pid=""
 }
 uri="nbd+unix:///d?socket=$work/s.sock"
-busy_percent() {  # un-niced busy % of the whole box over 0.5 s (as run_bench.sh)
-  local b0 t0 b1 t1
-  read -r b0 t0 < <(awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print t-$3-$5-$6, t; exit}' /proc/stat)
-  sleep 0.5
-  read -r b1 t1 < <(awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print t-$3-$5-$6, t; exit}' /proc/stat)
-  if [ $((t1 - t0)) -le 0 ]; then echo 0; else echo $((100 * (b1 - b0) / (t1 - t0))); fi
-}
-wait_for_idle() {
-  local deadline=$((SECONDS + wait_idle))
-  [ "$wait_idle" -gt 0 ] || return 0
-  while [ "$(busy_percent)" -ge 25 ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 1; done
-}
-median() { sort -g | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-
 fleeced_config() {  # image bitmap-or-empty read-only(true|false) -> config file path
   local cfg=$work/fleeced.yaml
   {
@@ -142,7 +130,7 @@ EOF
   f_times=(); q_times=()
   for ((r = 1; r <= map_runs; r++)); do
     for s in fleeced qemu-nbd; do
-      wait_for_idle
+      wait_for_idle >/dev/null
       if [ $s = fleeced ]; then
         start "$work/a-fleeced.log" "$FLEECED" --config "$cfg"
       else
@@ -188,12 +176,6 @@ fi
 
 # ---- (b) random-write overhead ------------------------------------------------------------
 clk_tck=$(getconf CLK_TCK)
-proc_cpu_ticks() {  # utime+stime of a whole process (all threads), in clock ticks
-  local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-  stat=${stat##*) }
-  awk '{print $12 + $13}' <<<"$stat"
-}
 fio_run() {  # ramp-seconds fio-args... -> prints "IOPS server-CPU-us-per-request"
   local ramp_s=$1 c0 c1 fpid
   shift
@@ -248,7 +230,7 @@ if [[ ,$parts, = *,b,* ]]; then
         cp "$base" "$img"
         qemu-img bitmap --add "$img" b
       fi
-      wait_for_idle
+      wait_for_idle >/dev/null
       serve_rw "$img"
       if [ "$v" = cold ]; then  # from the very first write: no ramp
         read -r iops cpu < <(fio_run 0 --rw=randwrite --norandommap --randrepeat=0 \
@@ -268,7 +250,7 @@ if [[ ,$parts, = *,b,* ]]; then
       img=$work/stride.qcow2
       cp "$base" "$img"
       [ "$v" = stride-cold ] && qemu-img bitmap --add "$img" b
-      wait_for_idle
+      wait_for_idle >/dev/null
       serve_rw "$img"
       read -r iops cpu < <(fio_run 0 --rw=write:60k --size="$size_bytes" --io_size=$((size_bytes / 16)))
       stop

@@ -10,6 +10,8 @@ set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$script_dir/../.." && pwd)
+# shellcheck source=lib.sh
+. "$script_dir/lib.sh"   # kill_and_reap, busy_percent, wait_for_idle, proc_cpu_ticks
 
 # ---- settings (env first, flags override) ----------------------------------------
 FLEECED=${FLEECED:-$repo_root/build/bin/fleeced}
@@ -181,21 +183,6 @@ server_pid=""
 fio_pid=""
 strace_pid=""
 
-kill_and_reap() {  # pid: TERM, wait up to 10 s, then KILL
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "pid $pid ignored SIGTERM for 10 s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
@@ -214,31 +201,6 @@ trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM HUP
 
 # ---- machine noise -----------------------------------------------------------------
-cpu_busy_total() {  # prints "busy total" jiffies from /proc/stat; niced work is not busy
-  awk '/^cpu /{t=0; for(i=2;i<=NF;i++) t+=$i; print t-$3-$5-$6, t; exit}' /proc/stat
-}
-busy_percent() {  # un-niced busy % of the whole box over 0.5 s (nothing of ours runs then)
-  local b0 t0 b1 t1
-  read -r b0 t0 < <(cpu_busy_total)
-  sleep 0.5
-  read -r b1 t1 < <(cpu_busy_total)
-  if [ $((t1 - t0)) -le 0 ]; then echo 0; else echo $((100 * (b1 - b0) / (t1 - t0))); fi
-}
-wait_for_idle() {  # prints the busy % seen last
-  local busy deadline=$((SECONDS + wait_idle))
-  busy=$(busy_percent)
-  while [ "$busy" -ge 25 ] && [ "$SECONDS" -lt "$deadline" ]; do
-    sleep 1
-    busy=$(busy_percent)
-  done
-  echo "$busy"
-}
-proc_cpu_ticks() {  # utime+stime of a whole process (all threads), in clock ticks
-  local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-  stat=${stat##*) }
-  awk '{print $12 + $13}' <<<"$stat"
-}
 clk_tck=$(getconf CLK_TCK)
 
 # ---- servers -------------------------------------------------------------------------
