@@ -147,6 +147,12 @@ class Filesystems:
         self.after_blocks = {n: b[n * BLOCK:(n + 1) * BLOCK] for n in self.changed}
         self.junk_blocks = sorted(free_blocks(self.before) & free_blocks(self.after))
         self.before_sha = hashlib.sha256(a).hexdigest()
+        # The disk image fleeced opens lacks these blocks of `before`: they are written
+        # through the live export just before fleece-start (acknowledged, not flushed),
+        # so the snapshot point must include writes made through the daemon.
+        self.prewritten = {n: a[n * BLOCK:(n + 1) * BLOCK]
+                           for n in debugfs_blocks(self.before, "/data/set/f07.bin")
+                           + debugfs_blocks(self.before, "/docs/readme.txt")}
         # The big file's blocks change, and so do metadata blocks (the write must reach
         # directories, bitmaps, inode tables, not only file data).
         big = set(debugfs_blocks(self.before, "/data/big.bin"))
@@ -161,12 +167,30 @@ def filesystems(tmp_path_factory):
 
 
 def new_daemon(tmp_path, driver, fs):
+    """A Daemon serving `before` without the blocks of `fs.prewritten` (start it, then
+    call write_before_snapshot)."""
     (tmp_path / "overlays").mkdir()
+    image = tmp_path / "pre.raw"
+    shutil.copyfile(fs.before, image)
+    with open(image, "r+b") as f:
+        for n in fs.prewritten:
+            f.seek(n * BLOCK)
+            f.write(b"\xee" * BLOCK)
     if driver == "raw":
-        shutil.copyfile(fs.before, tmp_path / "disk0.img")
+        image.rename(tmp_path / "disk0.img")
     else:
-        run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", fs.before, tmp_path / "disk0.img"])
+        run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", image, tmp_path / "disk0.img"])
+        image.unlink()
     return Daemon(tmp_path, config=CONFIG.replace("DRIVER", driver))
+
+
+def write_before_snapshot(d, fs):
+    """Completes `before` on the live export (no flush: acknowledged writes count)."""
+    h = nbd.NBD()
+    h.connect_uri(d.uri("disk0"))
+    for n, data in fs.prewritten.items():
+        h.pwrite(data, n * BLOCK)
+    h.shutdown()
 
 
 def ok(qmp, cmd, args=None):
@@ -240,6 +264,8 @@ class Writer:
             time.sleep(0.02)
 
     def stop(self):
+        if self.thread.ident is None:
+            return  # never started
         self.stop_event.set()
         self.thread.join(30)
         assert not self.thread.is_alive(), "writer did not stop"
@@ -279,6 +305,7 @@ def test_scan_a_copy_of_the_view_while_the_disk_is_written(tmp_path, driver, fil
     with new_daemon(tmp_path, driver, fs) as d, Qmp(d.control_sock) as qmp:
         writer = Writer(d.uri("disk0"), fs)
         try:
+            write_before_snapshot(d, fs)
             ok(qmp, "fleece-start", {"id": "scan", "node": "disk0", "export": "scan"})
             ok(qmp, "fleece-start", {"id": "backup", "node": "disk0", "bitmap": "b"})
             writer.start()
@@ -320,6 +347,7 @@ def test_scan_a_broken_snapshot_fails_with_eio(tmp_path, filesystems):
     reads of the view fail with an I/O error instead of returning a mix of two states."""
     fs = filesystems
     with new_daemon(tmp_path, "raw", fs) as d, Qmp(d.control_sock) as qmp:
+        write_before_snapshot(d, fs)
         ok(qmp, "fleece-start", {"id": "scan", "node": "disk0", "export": "scan",
                                  "overlay-limit": 256 * 1024})
         writer = Writer(d.uri("disk0"), fs).start()
@@ -427,6 +455,7 @@ def test_scan_the_view_mounted_with_nbdfuse_and_fuse2fs(tmp_path, filesystems):
     nbdmnt.mkdir()
     fsmnt.mkdir()
     with new_daemon(tmp_path, "qcow2", fs) as d, Qmp(d.control_sock) as qmp:
+        write_before_snapshot(d, fs)
         ok(qmp, "fleece-start", {"id": "scan", "node": "disk0", "export": "scan"})
         writer = Writer(d.uri("disk0"), fs, seed=2)
         try:
@@ -476,6 +505,7 @@ def test_a_broken_snapshot_fails_reads_through_nbdfuse(tmp_path, filesystems):
     nbdmnt.mkdir()
     big = debugfs_blocks(fs.before, "/data/big.bin")
     with new_daemon(tmp_path, "raw", fs) as d, Qmp(d.control_sock) as qmp:
+        write_before_snapshot(d, fs)
         ok(qmp, "fleece-start", {"id": "scan", "node": "disk0", "export": "scan",
                                  "overlay-limit": 256 * 1024})
         with FuseMount(["nbdfuse", "-r", nbdmnt, d.uri("scan")], nbdmnt,
