@@ -84,6 +84,7 @@ SubcommandTable make_subcommand_table() {
   register_image_subcommands(table);
   register_bitmap_subcommands(table);
   register_fleece_subcommands(table);
+  register_backup_subcommands(table);
   return table;
 }
 

@@ -84,6 +84,7 @@ void register_export_subcommands(SubcommandTable& table);  // export_subcommands
 void register_image_subcommands(SubcommandTable& table);   // image_subcommands.cpp
 void register_bitmap_subcommands(SubcommandTable& table);  // bitmap_subcommands.cpp
 void register_fleece_subcommands(SubcommandTable& table);  // fleece_subcommands.cpp
+void register_backup_subcommands(SubcommandTable& table);  // backup_subcommands.cpp
 
 SubcommandTable make_subcommand_table();
 
