@@ -1,5 +1,6 @@
 #include "server/fleecectl/backup_client/backup_pull.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -119,8 +120,14 @@ bool pull_point(const PullOptions& o, Progress& progress, const nlohmann::json& 
   }
   std::vector<ByteRange> wanted;
   if (!map_view(*reader, context, incremental, &wanted, error)) return false;
+  // Under a rate limit, requests of about an eighth of a second's worth keep the pace even.
+  uint64_t max_request = o.max_request;
+  if (o.max_rate > 0) {
+    max_request = std::clamp<uint64_t>(o.max_rate / 8 / o.cluster_size * o.cluster_size,
+                                       o.cluster_size, o.max_request);
+  }
   const std::vector<ByteRange> plan =
-      plan_requests(wanted, o.cluster_size, reader->size(), o.max_request);
+      plan_requests(wanted, o.cluster_size, reader->size(), max_request);
   result->virtual_size = reader->size();
 
   auto target = ImageFile::create_qcow2(o.target_path, reader->size(), o.cluster_size, o.backing);
