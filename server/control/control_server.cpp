@@ -150,6 +150,29 @@ Status ControlServer::start() {
     return Status::from_errno(ec.value(), "listen " + socket_path_);
   }
 
+  begin_accepting();
+  spdlog::info("control socket listening on {}", socket_path_);
+  return Status::ok();
+}
+
+Status ControlServer::adopt(int fd) {
+  if (started_) {
+    ::close(fd);
+    return Status::invalid("control server already started");
+  }
+  asio::error_code ec;
+  shared_->acceptor.assign(asio::local::stream_protocol(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return Status::from_errno(ec.value(), "adopt control socket fd " + std::to_string(fd));
+  }
+  // dev/ino stay 0: stop() never unlinks a socket file systemd created.
+  begin_accepting();
+  spdlog::info("control socket listening on {} (socket activation)", socket_path_);
+  return Status::ok();
+}
+
+void ControlServer::begin_accepting() {
   std::shared_ptr<Shared> shared = shared_;
   event_subscription_ = ctx_.events->subscribe([shared](const QmpEvent& e) {
     asio::post(shared->strand,
@@ -158,8 +181,6 @@ Status ControlServer::start() {
   asio::co_spawn(shared_->strand, Shared::accept_loop(shared_),
                  [](std::exception_ptr e) { log_coroutine_exit(e, "control listener"); });
   started_ = true;
-  spdlog::info("control socket listening on {}", socket_path_);
-  return Status::ok();
 }
 
 void ControlServer::stop() {

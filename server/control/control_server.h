@@ -36,6 +36,10 @@ class ControlServer {
   // Binds and starts accepting. EADDRINUSE if a live process serves the path, EEXIST if
   // the path is not a socket, or the bind/listen error.
   blockcore::Status start();
+  // Serves on a listening Unix socket handed over by systemd (socket activation) instead
+  // of binding socket_path; the socket file is systemd's, so stop() leaves it in place.
+  // Takes ownership of `fd` (closed on error too).
+  blockcore::Status adopt(int fd);
   // Closes the listener and every client, and removes the socket file (if it is still
   // the one this server bound). Idempotent.
   void stop();
@@ -49,6 +53,7 @@ class ControlServer {
 
  private:
   struct Shared;
+  void begin_accepting();
 
   std::string socket_path_;
   CommandContext& ctx_;

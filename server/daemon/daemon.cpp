@@ -1,7 +1,5 @@
 #include "server/daemon/daemon.h"
 
-#include <systemd/sd-daemon.h>
-
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -30,6 +28,7 @@ namespace {
 
 constexpr auto kShutdownGrace = std::chrono::milliseconds(30000);
 constexpr unsigned kReloadDrainMs = 10000;
+constexpr auto kStatusRefresh = std::chrono::seconds(1);
 
 unsigned io_thread_count(const config::ServerConfig& s) {
   if (s.io_threads > 0) return s.io_threads;
@@ -51,6 +50,7 @@ Daemon::Daemon(config::Config cfg, DaemonOptions options)
     : config_(std::move(cfg)),
       options_(std::move(options)),
       signals_(main_io_),
+      status_timer_(main_io_),
       pool_(config_.server.blocking_threads),
       graph_(pool_),
       fleeces_(std::make_unique<backup::FleeceManager>(
@@ -116,19 +116,37 @@ Status Daemon::start(std::vector<ActivatedSocket> activated) {
   command_context_->export_clients = [server = nbd_server_.get()](const Export& e) {
     return server->connection_count(e);
   };
-  std::string control_path = config_.control.unix_path;
-  for (auto& a : activated) {
-    if (a.is_control()) {
-      spdlog::warn("socket activation: control socket fd {} ignored; using the path from the "
-                   "config", a.fd);
+  return start_control(activated);
+}
+
+Status Daemon::start_control(std::vector<ActivatedSocket>& activated) {
+  // A socket systemd passed under the name "control" wins over the config's path (the
+  // unit's fleeced.socket and the config normally name the same file).
+  auto adopted = std::find_if(activated.begin(), activated.end(),
+                              [](const ActivatedSocket& a) { return a.is_control(); });
+  const std::string& configured = config_.control.unix_path;
+  if (adopted != activated.end()) {
+    for (auto it = std::next(adopted); it != activated.end(); ++it) {
+      if (it->is_control()) {
+        spdlog::warn("socket activation: a second control socket (fd {}) ignored", it->fd);
+      }
     }
+    if (!configured.empty() && configured != adopted->unix_path) {
+      spdlog::warn("control socket {} from the config not bound: systemd passed one ({})",
+                   configured, adopted->unix_path.empty() ? "unnamed" : adopted->unix_path);
+    }
+    control_server_ = std::make_unique<control::ControlServer>(main_io_, adopted->unix_path,
+                                                               *commands_, *command_context_);
+    int fd = adopted->fd;
+    adopted->fd = -1;
+    if (Status s = control_server_->adopt(fd); !s.is_ok()) return s.with_context("control socket");
+    return Status::ok();
   }
-  if (!control_path.empty()) {
-    control_server_ = std::make_unique<control::ControlServer>(main_io_, control_path, *commands_,
-                                                               *command_context_);
-    if (Status s = control_server_->start(); !s.is_ok()) {
-      return s.with_context("control socket " + control_path);
-    }
+  if (configured.empty()) return Status::ok();
+  control_server_ = std::make_unique<control::ControlServer>(main_io_, configured, *commands_,
+                                                             *command_context_);
+  if (Status s = control_server_->start(); !s.is_ok()) {
+    return s.with_context("control socket " + configured);
   }
   return Status::ok();
 }
@@ -176,7 +194,9 @@ int Daemon::run() {
   std::vector<std::string> names;
   for (const auto& e : exports_.list()) names.push_back("'" + e->name + "'");
   spdlog::info("fleeced ready: {} export(s) {}", names.size(), fmt::join(names, ", "));
-  sd_notify(0, "READY=1");
+  // start() has opened every image and bound every listener: clients can connect now.
+  notifier_.ready(counts());
+  asio::co_spawn(main_io_, refresh_status(), asio::detached);
   main_io_.run();
   for (auto& io : io_contexts_) io->stop();
   for (auto& t : io_threads_) t.join();
@@ -204,13 +224,13 @@ asio::awaitable<void> Daemon::reload() {
     spdlog::warn("SIGHUP: no config file to reload (serve mode)");
     co_return;
   }
-  sd_notify(0, "RELOADING=1");
+  notifier_.reloading();
   spdlog::info("SIGHUP: reloading {}", options_.config_path);
   auto loaded = config::load_config_file(options_.config_path);
   if (!loaded.is_ok()) {
     spdlog::error("reload failed, keeping the running configuration:\n{}",
                   loaded.status().to_string());
-    sd_notify(0, "READY=1");
+    notifier_.ready(counts());
     co_return;
   }
   config::Config next = std::move(loaded.value());
@@ -225,13 +245,34 @@ asio::awaitable<void> Daemon::reload() {
   }
   config_.nodes = std::move(next.nodes);
   config_.exports = std::move(next.exports);
-  sd_notify(0, "READY=1");
+  notifier_.ready(counts());
+}
+
+ServiceCounts Daemon::counts() const {
+  ServiceCounts c;
+  c.exports = exports_.list().size();
+  c.connections = nbd_server_ ? nbd_server_->connection_count() : 0;
+  for (const auto& f : fleeces_->list()) {
+    ++c.fleeces;
+    if (f->state() == "broken") ++c.broken_fleeces;
+  }
+  return c;
+}
+
+asio::awaitable<void> Daemon::refresh_status() {
+  while (!stopping_) {
+    status_timer_.expires_after(kStatusRefresh);
+    auto [ec] = co_await status_timer_.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    if (ec || stopping_) break;
+    notifier_.update_status(counts());
+  }
 }
 
 asio::awaitable<void> Daemon::shutdown() {
   if (stopping_) co_return;
   stopping_ = true;
-  sd_notify(0, "STOPPING=1");
+  notifier_.stopping();
+  status_timer_.cancel();
   for (auto& l : listeners_) l->close();
   if (control_server_) control_server_->stop();
   co_await nbd_server_->shutdown(kShutdownGrace);

@@ -10,6 +10,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -24,6 +25,7 @@
 #include "config/config.h"
 #include "server/daemon/config_apply.h"
 #include "server/daemon/listener.h"
+#include "server/daemon/service_status.h"
 #include "server/daemon/socket_activation.h"
 #include "server/control/event_sink.h"
 #include "server/export/export_registry.h"
@@ -62,8 +64,13 @@ class Daemon {
   asio::awaitable<void> handle_signals();
   asio::awaitable<void> reload();
   asio::awaitable<void> shutdown();
+  // Keeps systemd's STATUS= line current (exports and fleeces change through the control
+  // socket, connections come and go): recounts every second, sends only changes.
+  asio::awaitable<void> refresh_status();
+  ServiceCounts counts() const;
   asio::io_context& next_io_context();
   blockcore::Status start_listeners(std::vector<ActivatedSocket>& activated);
+  blockcore::Status start_control(std::vector<ActivatedSocket>& activated);
 
   config::Config config_;
   DaemonOptions options_;
@@ -75,6 +82,8 @@ class Daemon {
   std::atomic<size_t> next_io_{0};
   asio::io_context main_io_;
   asio::signal_set signals_;
+  asio::steady_timer status_timer_;
+  ServiceNotifier notifier_;
 
   blockcore::io::BlockingPool pool_;
   // Before graph_: nodes report corruption to it from the first open on.

@@ -185,6 +185,45 @@ def test_systemd_socket_activate_tool(tmp_path):
         p.wait(10)
 
 
+def test_socket_activation_named_nbd_and_control_sockets(tmp_path):
+    # As fleeced.socket + fleeced-control.socket pass them: "nbd" serves NBD, "control"
+    # is the control socket; the config names the same paths, so fleeced binds neither.
+    tool = "/usr/bin/systemd-socket-activate"
+    if not os.path.exists(tool):
+        pytest.skip("systemd-socket-activate missing (package systemd)")
+    img = make_image(tmp_path / "a.raw", MiB, pattern=[(0x47, 0, 4096)])
+    nbd_sock, control_sock = tmp_path / "nbd.sock", tmp_path / "control.sock"
+    cfg = tmp_path / "fleeced.yaml"
+    cfg.write_text(config_for(tmp_path, [("disk0", img, True)]).format(
+        nbd_sock=nbd_sock, control_sock=control_sock))
+    log = open(tmp_path / "fleeced.log", "w")
+    p = subprocess.Popen([tool, "-l", str(nbd_sock), "-l", str(control_sock),
+                          "--fdname=nbd:control", str(FLEECED), "--config", str(cfg)],
+                         stdout=log, stderr=log)
+    try:
+        deadline = time.time() + 10
+        while not (nbd_sock.exists() and control_sock.exists()) and time.time() < deadline:
+            time.sleep(0.05)
+        # The first connection starts fleeced (systemd-socket-activate execs it).
+        r = subprocess.run(["nbdinfo", "--size", f"nbd+unix:///disk0?socket={nbd_sock}"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and int(r.stdout) == MiB, r.stderr
+        r = subprocess.run([str(FLEECED.parent / "fleecectl"), "--socket", str(control_sock),
+                            "--json", "exports"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and "disk0" in r.stdout, r.stderr
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(20) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        log.close()
+    text = (tmp_path / "fleeced.log").read_text()
+    assert "socket activation" in text and "warn" not in text.lower(), text
+    # The socket files are systemd's: fleeced leaves them in place.
+    assert nbd_sock.exists() and control_sock.exists()
+
+
 def test_journald_priority_prefixes(tmp_path):
     img = make_image(tmp_path / "a.raw", MiB)
     log = tmp_path / "journal.log"
