@@ -40,7 +40,7 @@ fleecing:
 # (byte, offset, length): before the full backup, while it runs, and so on.
 BEFORE_FULL = [(0x11, 0, 3 * MiB), (0x12, 6 * MiB + 512, 4096), (0x13, DISK - G, G)]
 DURING_FULL = [(0x21, MiB, G), (0x22, 8 * MiB + 100, 3 * G)]
-BETWEEN_1 = [(0x31, 2 * MiB + 7 * G, 2 * G), (0x00, 100 * 1024, 8192)]
+BETWEEN_1 = [(0x31, 2 * MiB + 7 * G, 2 * G), (0x00, 100 * 1024, 8192), (0x32, 9 * MiB, MiB)]
 DURING_INC1 = [(0x41, 0, 4096), (0x42, 12 * MiB, MiB)]
 BETWEEN_2 = [(0x51, 5 * MiB, 2 * G + 1), (0x52, DISK - 512, 512)]
 DURING_INC2 = [(0x61, 3 * MiB - G, 2 * G)]
@@ -184,6 +184,10 @@ def test_full_and_two_incrementals_restore_each_point(tmp_path):
     # The latest point by default, and as qcow2.
     latest = restore(target, "2", tmp_path / "latest.qcow2", fmt="qcow2")
     qemu_img("compare", "-f", "qcow2", "-F", "raw", str(latest), str(tmp_path / "restore-2.raw"))
+    assert "No errors were found" in qemu_img("check", str(latest))
+    listed = subprocess.run([str(FLEECECTL), "--json", "backup", "list", str(target)],
+                            capture_output=True, text=True, timeout=30)
+    assert json.loads(listed.stdout) == manifest(target)
 
     # An incremental holds exactly the clusters written since the point before.
     assert top_layer_granules(target / "0001-inc.qcow2") == granules_touched(
