@@ -109,7 +109,10 @@ Task<Result<FleecePtr>> FleeceManager::start(const FleeceRequest& req) {
     FLEECE_CO_RETURN_IF_ERROR(check_free_locked(f->id, f->live_bitmap));
     f->filter = blockcore::CopyBeforeWrite::attach(live);
     f->filter->add(f->snapshot);
-    if (f->live_bitmap) f->frozen->restore(f->live_bitmap->freeze());
+    if (f->live_bitmap) {
+      f->live_busy = blockcore::DirtyBitmap::make_busy(f->live_bitmap);
+      f->frozen->restore(f->live_bitmap->freeze());
+    }
     f->started = std::chrono::system_clock::now();
     fleeces_[f->id] = f;
   }
@@ -136,6 +139,7 @@ Task<Status> FleeceManager::end_session(const FleecePtr& f, bool rollback) {
   Status s;
   if (f->live_bitmap) {
     s = co_await f->live->bitmaps().end_rotation(f->live_bitmap, f->frozen->snapshot(), rollback);
+    f->live_busy = {};
   }
   spdlog::info("fleece '{}' of node '{}' stopped{}", f->id, f->live->name(),
                rollback ? " and rolled back" : "");

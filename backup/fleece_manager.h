@@ -7,6 +7,8 @@
 //     qemu:dirty-bitmap:B) and B restarts empty and keeps recording. The stored copy of
 //     a persistent B keeps the frozen bits (DirtyBitmap::retain) until the backup ends,
 //     so a crash or restart mid-backup loses no change: B reloads as frozen | new.
+//     B is busy until the session ends: it keeps recording, but management commands
+//     that would change or remove it are refused.
 // fleece-stop ends a session: without rollback the frozen copy is dropped (B is stored
 // as it is now); with rollback it is merged back into B. A session broken by a copy
 // failure stays listed (state "broken") until stopped.
@@ -54,6 +56,9 @@ struct Fleece {
   std::shared_ptr<blockcore::CopyBeforeWrite> filter;
   std::string bitmap;                  // empty: none
   blockcore::DirtyBitmapPtr live_bitmap;
+  // Keeps the live bitmap from being removed, cleared, disabled or merged into while the
+  // session needs it to merge the frozen copy back (rollback) or store it (done).
+  blockcore::DirtyBitmap::BusyGuard live_busy;
   blockcore::DirtyBitmapPtr frozen;    // on the view node, named like the live one
   std::chrono::system_clock::time_point started;
 

@@ -182,7 +182,15 @@ TEST_F(FleeceManagerTest, StopWithRollbackMergesTheFrozenCopyBack) {
   FleecePtr f = start_ok(request("backup", "B"));
   ASSERT_TRUE(f);
   write(5 * kG, 512, 4);
+  // B stays busy while the session may need to merge back into it: it cannot be
+  // removed, cleared, disabled or merged into, but keeps recording.
+  EXPECT_TRUE(b->busy());
+  EXPECT_EQ(run_task(live_->bitmaps().remove("B")).code(), EBUSY);
+  EXPECT_EQ(run_task(live_->bitmaps().clear("B", nullptr)).code(), EBUSY);
+  EXPECT_EQ(run_task(live_->bitmaps().set_enabled("B", false, false)).code(), EBUSY);
+  EXPECT_TRUE(b->enabled());
   ASSERT_TRUE(run_task(manager_.stop("backup", true)).is_ok());
+  EXPECT_FALSE(b->busy());
   EXPECT_EQ(granules(b->snapshot()), (std::set<uint64_t>{0, 3, 5}));
   EXPECT_EQ(granules(b->stored_snapshot()), (std::set<uint64_t>{0, 3, 5}));
   // stop_all (daemon shutdown) rolls back too.
