@@ -1,10 +1,13 @@
 """End-to-end tests of image fleecing through the real daemon: fleece-start / fleece-stop /
 query-fleeces on the control socket, the snapshot export read with libnbd and nbdinfo while
 clients keep writing the live export over several connections, bitmap rotation (done,
-rolled back), SIGKILL mid-backup, and the overlay limit breaking the snapshot."""
+rolled back), SIGKILL mid-backup, the overlay limit and a full or read-only overlay folder
+(each policy), and the live bitmap held busy during a backup."""
 
+import contextlib
 import os
 import signal
+import subprocess
 import time
 
 import nbd
@@ -12,7 +15,7 @@ import pytest
 
 from fleece_harness import (Daemon, Qmp, dirty_bitmap_context, dirty_granules_of,
                             granules_touched, make_image, nbdinfo_extents, qemu_img_bitmaps,
-                            qemu_nbd_bitmap_map)
+                            qemu_nbd_bitmap_map, query_dirty_bitmaps)
 
 MiB = 1 << 20
 G = 65536
@@ -168,6 +171,13 @@ def test_fleece_view_is_the_disk_at_the_snapshot_point(tmp_path, driver):
 def test_fleece_errors(tmp_path):
     with new_daemon(tmp_path, "raw") as d, Qmp(d.control_sock) as qmp:
         ok(qmp, "fleece-start", {"id": "f1", "node": "disk0", "bitmap": "b"})
+        # The live bitmap is busy while the fleece may merge back into it.
+        b = query_dirty_bitmaps(qmp, "disk0")["b"]
+        assert b["busy"] and b["recording"]
+        for cmd in ["block-dirty-bitmap-remove", "block-dirty-bitmap-clear",
+                    "block-dirty-bitmap-disable"]:
+            r = qmp.cmd(cmd, {"node": "disk0", "name": "b"})
+            assert "is currently in use" in r["error"]["desc"], (cmd, r)
         for args, text in [
                 ({"id": "f1", "node": "disk0", "export": "x"}, "already exists"),
                 ({"id": "f2", "node": "nope"}, "nor node-name='nope'"),
@@ -219,6 +229,97 @@ def test_sigkill_mid_backup_loses_no_change(tmp_path):
     assert dirty_granules_of(stored, G, DISK) == {0, 3}
 
 
+def wait_for_event(qmp, name, timeout=10):
+    """The first `name` event; query-fleeces meanwhile pumps the socket."""
+    deadline = time.monotonic() + timeout
+    while not any(e["event"] == name for e in qmp.events):
+        assert time.monotonic() < deadline, qmp.events
+        ok(qmp, "query-fleeces")
+        time.sleep(0.05)
+    return next(e for e in qmp.events if e["event"] == name)
+
+
+@contextlib.contextmanager
+def small_tmpfs(path, size):
+    """A tmpfs of `size` mounted on `path` (needs root; skips without)."""
+    path.mkdir(exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs for a full overlay folder needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
+                        str(path)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_full_overlay_folder_breaks_the_snapshot_not_the_guest(tmp_path):
+    """The overlay's filesystem fills up: live writes keep succeeding, the view fails
+    its reads with EIO, FLEECE_BROKEN is sent, and stopping leaves the folder empty."""
+    with small_tmpfs(tmp_path / "overlays", 4 * G), new_daemon(tmp_path, "raw") as d, \
+            Qmp(d.control_sock) as qmp:
+        write_patterns(d, [(0x11, 0, 16 * G)])
+        ok(qmp, "fleece-start", {"id": "f1", "node": "disk0"})
+        write_patterns(d, [(0x22, i * G, 4096) for i in range(12)])
+        assert read_all(d, "disk0")[:12 * G:G] == b"\x22" * 12
+        ev = wait_for_event(qmp, "FLEECE_BROKEN")
+        assert ev["data"]["id"] == "f1" and "No space left" in ev["data"]["reason"], ev
+        h = connect(d, "disk0-fleece")
+        with pytest.raises(nbd.Error) as err:
+            h.pread(G, 11 * G)
+        assert "Input/output error" in str(err.value)
+        h.shutdown()
+        [info] = ok(qmp, "query-fleeces")
+        assert info["state"] == "broken" and "No space left" in info["reason"]
+        ok(qmp, "fleece-stop", {"id": "f1"})
+        assert os.listdir(tmp_path / "overlays") == []
+        assert d.alive()
+
+
+def test_full_overlay_folder_with_break_guest_write_keeps_the_snapshot(tmp_path):
+    """With on-cbw-error break-guest-write a write whose old data cannot be saved fails
+    and changes nothing; the snapshot stays valid and whole."""
+    with small_tmpfs(tmp_path / "overlays", 4 * G), new_daemon(tmp_path, "raw") as d, \
+            Qmp(d.control_sock) as qmp:
+        write_patterns(d, [(0x11, 0, 16 * G)])
+        at_snapshot = read_all(d, "disk0")
+        ok(qmp, "fleece-start", {"id": "f1", "node": "disk0",
+                                 "on-cbw-error": "break-guest-write"})
+        h = connect(d, "disk0")
+        refused = []
+        for i in range(12):
+            try:
+                h.pwrite(b"\x22" * 4096, i * G)
+            except nbd.Error:
+                refused.append(i)
+        h.shutdown()
+        assert 0 < len(refused) <= 12 - 3, refused  # the first granules fit
+        live = read_all(d, "disk0")
+        for i in range(12):
+            want = 0x11 if i in refused else 0x22
+            assert live[i * G:i * G + 4096] == bytes([want]) * 4096, i
+        assert read_all(d, "disk0-fleece") == at_snapshot
+        [info] = ok(qmp, "query-fleeces")
+        assert info["state"] == "active"
+        assert not any(e["event"] == "FLEECE_BROKEN" for e in qmp.events)
+        ok(qmp, "fleece-stop", {"id": "f1"})
+        write_patterns(d, [(0x33, refused[0] * G, 4096)])  # no fleece: writes pass again
+        assert read_all(d, "disk0")[refused[0] * G] == 0x33
+
+
+def test_read_only_overlay_folder_is_refused_at_start(tmp_path):
+    with small_tmpfs(tmp_path / "overlays", 4 * G) as overlays, \
+            new_daemon(tmp_path, "raw") as d, Qmp(d.control_sock) as qmp:
+        subprocess.run(["mount", "-o", "remount,ro", str(overlays)], check=True)
+        r = qmp.cmd("fleece-start", {"id": "f1", "node": "disk0"})
+        assert "Read-only file system" in r["error"]["desc"], r
+        assert ok(qmp, "query-fleeces") == []
+        write_patterns(d, [(0x22, 0, 4096)])  # the live disk is untouched by the failure
+        assert read_all(d, "disk0")[:4096] == b"\x22" * 4096
+
+
 def test_overlay_limit_breaks_the_snapshot(tmp_path):
     with new_daemon(tmp_path, "raw") as d, Qmp(d.control_sock) as qmp:
         write_patterns(d, [(0x11, 0, 8 * G)])
@@ -231,12 +332,7 @@ def test_overlay_limit_breaks_the_snapshot(tmp_path):
             h.pread(G, 5 * G)
         assert "Input/output error" in str(err.value)
         h.shutdown()
-        deadline = time.monotonic() + 10
-        while not any(e["event"] == "FLEECE_BROKEN" for e in qmp.events):
-            assert time.monotonic() < deadline, qmp.events
-            [info] = ok(qmp, "query-fleeces")
-            time.sleep(0.05)
-        [ev] = [e for e in qmp.events if e["event"] == "FLEECE_BROKEN"]
+        ev = wait_for_event(qmp, "FLEECE_BROKEN")
         assert ev["data"]["id"] == "f1" and ev["data"]["node"] == "disk0" and ev["data"]["reason"]
         [info] = ok(qmp, "query-fleeces")
         assert info["state"] == "broken" and info["reason"]
