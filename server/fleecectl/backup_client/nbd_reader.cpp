@@ -90,8 +90,9 @@ bool NbdReader::start_read(const ByteRange& range, std::string* error) {
   Pending& p = pending_.emplace_back();
   p.range = range;
   p.data.resize(range.length);
-  p.cookie = nbd_aio_pread(h_, p.data.data(), p.data.size(), range.offset,
-                           NBD_NULL_COMPLETION, 0);
+  // No completion callback (NBD_NULL_COMPLETION is a C compound literal).
+  const nbd_completion_callback none{.callback = nullptr, .user_data = nullptr, .free = nullptr};
+  p.cookie = nbd_aio_pread(h_, p.data.data(), p.data.size(), range.offset, none, 0);
   if (p.cookie == -1) {
     *error = last_error("cannot send a read at " + std::to_string(range.offset));
     pending_.pop_back();
