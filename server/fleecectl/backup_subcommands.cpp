@@ -201,10 +201,8 @@ int run_pull(CliContext& ctx, ArgParser& args, const Subcommand& self, bool incr
   json summary = {{"point", point.index},          {"kind", point.kind},
                   {"file", target},                {"virtual-size", point.virtual_size},
                   {"bytes-read", point.bytes_read}, {"bytes-written", point.bytes_written}};
-  if (ctx.json_output()) {
-    progress.finish(summary);
-  } else {
-    progress.finish(summary);
+  progress.finish(summary);
+  if (!ctx.json_output()) {
     ctx.out() << "point " << point.index << " (" << point.kind << "): " << target << ", "
               << format_size(point.bytes_read) << " read, " << format_size(point.bytes_written)
               << " stored\n";
