@@ -17,8 +17,10 @@ install(FILES ${CMAKE_SOURCE_DIR}/systemd/fleeced.sysusers.conf
         DESTINATION lib/sysusers.d RENAME fleeced.conf)
 install(FILES ${CMAKE_SOURCE_DIR}/docs/man/fleeced.8 DESTINATION share/man/man8)
 install(FILES ${CMAKE_SOURCE_DIR}/docs/man/fleecectl.1 DESTINATION share/man/man1)
-file(GLOB FLEECE_DOCS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/docs/*.md)
-install(FILES ${CMAKE_SOURCE_DIR}/README.md ${FLEECE_DOCS} DESTINATION share/doc/fleece)
+install(FILES ${CMAKE_SOURCE_DIR}/README.md DESTINATION share/doc/fleece)
+# Listed at install time: a new docs/*.md needs no re-configure.
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/docs/ DESTINATION share/doc/fleece
+        FILES_MATCHING PATTERN "*.md" PATTERN "man" EXCLUDE)
 install(FILES ${CMAKE_SOURCE_DIR}/systemd/fleeced.yaml DESTINATION share/doc/fleece/examples)
 
 # The unit names the installed binary; /etc belongs to the /usr prefix.
