@@ -1,7 +1,7 @@
 # CPack: `cpack -G DEB` in the build folder makes fleece_<version>_<arch>.deb with the
-# layout of FleeceInstall.cmake under /usr (config in /etc, a conffile). Depends: is
+# layout of install.cmake under /usr (config in /etc, a conffile). Depends: is
 # computed from the binaries by dpkg-shlibdeps (package dpkg-dev). The maintainer
-# scripts in cmake/debian create the fleeced user (systemd-sysusers), enable the units,
+# scripts in systemd/packaging/debian create the fleeced user (systemd-sysusers), enable the units,
 # start fleeced on a fresh install and restart it on upgrade (see docs/operations.md).
 set(CPACK_PACKAGE_NAME fleece)
 set(CPACK_PACKAGE_VENDOR "fleece")
@@ -26,7 +26,7 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # systemd-sysusers and systemctl in the maintainer scripts.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "qemu-utils, libnbd-bin")
-set(fleece_debian_dir ${CMAKE_SOURCE_DIR}/cmake/debian)
+set(fleece_debian_dir ${CMAKE_SOURCE_DIR}/systemd/packaging/debian)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${fleece_debian_dir}/conffiles ${fleece_debian_dir}/postinst
     ${fleece_debian_dir}/prerm ${fleece_debian_dir}/postrm)
