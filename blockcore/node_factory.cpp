@@ -4,6 +4,7 @@
 
 #include "blockcore/drivers/file_node.h"
 #include "blockcore/drivers/raw_node.h"
+#include "blockcore/filters/throttle_node.h"
 #include "blockcore/qcow2/qcow2_node.h"
 
 namespace blockcore {
@@ -21,6 +22,12 @@ Result<BlockNodePtr> open_raw(const OpenRequest& r) {
   return BlockNodePtr(std::move(node.value()));
 }
 
+Result<BlockNodePtr> open_throttle(const OpenRequest& r) {
+  auto node = ThrottleNode::open(r.spec, r.file_child);
+  if (!node.is_ok()) return node.status();
+  return BlockNodePtr(std::move(node.value()));
+}
+
 }  // namespace
 
 NodeFactory NodeFactory::with_builtin_drivers() {
@@ -33,6 +40,8 @@ NodeFactory NodeFactory::with_builtin_drivers() {
   f.add(std::move(raw));
   f.add(DriverEntry{"qcow2", /*takes_file_child=*/true, /*stable_file_reads=*/true,
                     &qcow2::open_qcow2_node, /*takes_backing=*/true, /*takes_data_file=*/true});
+  f.add(DriverEntry{"throttle", /*takes_file_child=*/true, /*stable_file_reads=*/false,
+                    &open_throttle});
   return f;
 }
 

@@ -73,7 +73,7 @@ struct DriverEntry {
 class NodeFactory {
  public:
   NodeFactory() = default;
-  // The drivers of this build: file, raw.
+  // The drivers of this build: file, raw, qcow2, throttle.
   static NodeFactory with_builtin_drivers();
 
   // Adds (or replaces) a driver.

@@ -23,7 +23,8 @@ bool equivalent(const NodeSpec& a, const NodeSpec& b) {
   return a.node_name == b.node_name && a.driver == b.driver && a.read_only == b.read_only &&
          a.file.filename == b.file.filename && a.file.direct == b.file.direct &&
          a.file.locking == b.file.locking && a.raw.offset == b.raw.offset &&
-         a.raw.size == b.raw.size && equivalent_child(a.file_child, b.file_child) &&
+         a.raw.size == b.raw.size && a.throttle == b.throttle &&
+         equivalent_child(a.file_child, b.file_child) &&
          a.backing_mode == b.backing_mode && equivalent_child(a.backing_child, b.backing_child) &&
          equivalent_child(a.data_file_child, b.data_file_child) && a.bitmap_file == b.bitmap_file;
 }

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "blockcore/filters/throttle_limits.h"
+
 namespace blockcore {
 
 // QEMU's `locking` option of the file driver.
@@ -47,7 +49,8 @@ struct NodeSpec {
 
   FileOptions file;                 // driver == "file"
   RawOptions raw;                   // driver == "raw"
-  std::optional<ChildRef> file_child;  // the `file` child of format drivers
+  std::optional<ChildRef> file_child;  // the `file` child of format drivers and filters
+  ThrottleLimits throttle;             // driver == "throttle"
 
   // Format drivers with a backing chain (qcow2).
   BackingMode backing_mode = BackingMode::kFromImage;
