@@ -61,60 +61,82 @@ Status BlockNode::check_writable() const {
   return Status::ok();
 }
 
+Status BlockNode::check_request(IoOp op, bool write, uint64_t off, uint64_t len,
+                                int past_end_error) {
+  Status s = write ? check_writable() : Status::ok();
+  if (s.is_ok()) s = check_range(off, len, past_end_error);
+  if (!s.is_ok()) io_stats_.record_invalid(op);
+  return s;
+}
+
 Task<Status> BlockNode::read(uint64_t off, std::span<std::byte> buf) {
-  FLEECE_CO_RETURN_IF_ERROR(check_range(off, buf.size(), EINVAL));
-  if (buf.size() > info_.max_transfer) co_return Status::invalid(name_ + ": read too large");
+  FLEECE_CO_RETURN_IF_ERROR(check_request(IoOp::kRead, false, off, buf.size(), EINVAL));
+  if (buf.size() > info_.max_transfer) {
+    io_stats_.record_invalid(IoOp::kRead);
+    co_return Status::invalid(name_ + ": read too large");
+  }
   if (buf.empty()) co_return Status::ok();
   InFlightGuard g(in_flight_);
-  co_return co_await do_read(off, buf);
+  const IoStats::Clock::time_point start = IoStats::Clock::now();
+  Status s = co_await do_read(off, buf);
+  io_stats_.record(IoOp::kRead, start, buf.size(), s.is_ok());
+  co_return s;
 }
 
 template <class Run>
-Task<Status> BlockNode::run_write_like(uint64_t off, uint64_t len, Run run) {
+Task<Status> BlockNode::run_write_like(IoOp op, uint64_t off, uint64_t len, Run run) {
+  const IoStats::Clock::time_point start = IoStats::Clock::now();
   if (!write_gate_.try_enter()) co_await write_gate_.enter();
   WriteGate::Pass pass(&write_gate_);
   InFlightGuard g(in_flight_);
+  Status s = Status::ok();
   if (bitmaps_.tracking() && !bitmaps_.try_mark(off, len)) {
-    FLEECE_CO_RETURN_IF_ERROR(co_await bitmaps_.before_write(off, len));
+    s = co_await bitmaps_.before_write(off, len);
   }
-  if (has_interceptor_.load(std::memory_order_acquire)) {
+  if (s.is_ok() && has_interceptor_.load(std::memory_order_acquire)) {
     if (std::shared_ptr<WriteInterceptor> i = write_interceptor()) {
-      FLEECE_CO_RETURN_IF_ERROR(co_await i->before_write(off, len));
+      s = co_await i->before_write(off, len);
     }
   }
-  Status s = co_await run();
-  // Marked again: a bitmap cleared while the request ran must still show it.
-  if (bitmaps_.tracking() && !bitmaps_.try_mark(off, len)) {
-    Status marked = co_await bitmaps_.before_write(off, len);
-    if (s.is_ok()) s = std::move(marked);
+  if (s.is_ok()) {
+    s = co_await run();
+    // Marked again: a bitmap cleared while the request ran must still show it.
+    if (bitmaps_.tracking() && !bitmaps_.try_mark(off, len)) {
+      Status marked = co_await bitmaps_.before_write(off, len);
+      if (s.is_ok()) s = std::move(marked);
+    }
   }
+  io_stats_.record(op, start, len, s.is_ok());
   co_return s;
 }
 
 Task<Status> BlockNode::write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) {
-  FLEECE_CO_RETURN_IF_ERROR(check_writable());
-  FLEECE_CO_RETURN_IF_ERROR(check_range(off, buf.size(), ENOSPC));
-  if (buf.size() > info_.max_transfer) co_return Status::invalid(name_ + ": write too large");
+  FLEECE_CO_RETURN_IF_ERROR(check_request(IoOp::kWrite, true, off, buf.size(), ENOSPC));
+  if (buf.size() > info_.max_transfer) {
+    io_stats_.record_invalid(IoOp::kWrite);
+    co_return Status::invalid(name_ + ": write too large");
+  }
   if (buf.empty()) co_return Status::ok();
-  co_return co_await run_write_like(off, buf.size(), [&] { return do_write(off, buf, flags); });
+  co_return co_await run_write_like(IoOp::kWrite, off, buf.size(),
+                                    [&] { return do_write(off, buf, flags); });
 }
 
 Task<Status> BlockNode::write_zeroes(uint64_t off, uint64_t len, IoFlags flags) {
-  FLEECE_CO_RETURN_IF_ERROR(check_writable());
-  FLEECE_CO_RETURN_IF_ERROR(check_range(off, len, ENOSPC));
+  FLEECE_CO_RETURN_IF_ERROR(check_request(IoOp::kWriteZeroes, true, off, len, ENOSPC));
   if (has_flag(flags, IoFlags::kFastZero) && !info_.can_fast_zero) {
+    // Not an error of the node: the caller asked whether zeroing is cheap.
     co_return Status::not_supported(name_ + ": fast zero not supported");
   }
   if (len == 0) co_return Status::ok();
-  co_return co_await run_write_like(off, len, [&] { return do_write_zeroes(off, len, flags); });
+  co_return co_await run_write_like(IoOp::kWriteZeroes, off, len,
+                                    [&] { return do_write_zeroes(off, len, flags); });
 }
 
 Task<Status> BlockNode::discard(uint64_t off, uint64_t len, IoFlags flags) {
-  FLEECE_CO_RETURN_IF_ERROR(check_writable());
-  FLEECE_CO_RETURN_IF_ERROR(check_range(off, len, EINVAL));
+  FLEECE_CO_RETURN_IF_ERROR(check_request(IoOp::kDiscard, true, off, len, EINVAL));
   if (len == 0) co_return Status::ok();
   // Marked even when the node ignores the hint: the contents became unspecified.
-  co_return co_await run_write_like(off, len, [&]() -> Task<Status> {
+  co_return co_await run_write_like(IoOp::kDiscard, off, len, [&]() -> Task<Status> {
     if (!info_.can_trim) co_return Status::ok();  // discard is only a hint
     co_return co_await do_discard(off, len, flags);
   });
@@ -132,27 +154,41 @@ std::shared_ptr<WriteInterceptor> BlockNode::write_interceptor() const {
 }
 
 Task<Status> BlockNode::flush() {
-  if (!info_.can_flush) co_return Status::ok();
-  InFlightGuard g(in_flight_);
-  co_return co_await do_flush();
+  const IoStats::Clock::time_point start = IoStats::Clock::now();
+  Status s = Status::ok();
+  if (info_.can_flush) {
+    InFlightGuard g(in_flight_);
+    s = co_await do_flush();
+  }
+  io_stats_.record(IoOp::kFlush, start, 0, s.is_ok());
+  co_return s;
 }
 
 Task<Status> BlockNode::cache(uint64_t off, uint64_t len) {
-  FLEECE_CO_RETURN_IF_ERROR(check_range(off, len, EINVAL));
+  FLEECE_CO_RETURN_IF_ERROR(check_request(IoOp::kCache, false, off, len, EINVAL));
   if (len == 0 || !info_.can_cache) co_return Status::ok();
   InFlightGuard g(in_flight_);
-  co_return co_await do_cache(off, len);
+  const IoStats::Clock::time_point start = IoStats::Clock::now();
+  Status s = co_await do_cache(off, len);
+  io_stats_.record(IoOp::kCache, start, len, s.is_ok());
+  co_return s;
 }
 
 Task<Result<ExtentList>> BlockNode::block_status(uint64_t off, uint64_t len) {
-  if (Status s = check_range(off, len, EINVAL); !s.is_ok()) co_return s;
-  if (len == 0) co_return Status::invalid(name_ + ": block status of an empty range");
+  if (Status s = check_request(IoOp::kBlockStatus, false, off, len, EINVAL); !s.is_ok()) {
+    co_return s;
+  }
+  if (len == 0) {
+    io_stats_.record_invalid(IoOp::kBlockStatus);
+    co_return Status::invalid(name_ + ": block status of an empty range");
+  }
   InFlightGuard g(in_flight_);
+  const IoStats::Clock::time_point start = IoStats::Clock::now();
   Result<ExtentList> r = co_await do_block_status(off, len);
+  uint64_t total = 0;
   if (r.is_ok()) {
     // Enforce the contract for callers: non-empty, contiguous, within len.
     ExtentList& list = r.value();
-    uint64_t total = 0;
     ExtentList clean;
     for (const Extent& e : list) {
       if (total >= len) break;
@@ -161,9 +197,14 @@ Task<Result<ExtentList>> BlockNode::block_status(uint64_t off, uint64_t len) {
       total += c.length;
       append_extent(clean, c);
     }
-    if (clean.empty()) co_return Status::io_error(name_ + ": driver returned no extents");
+    if (clean.empty()) {
+      io_stats_.record(IoOp::kBlockStatus, start, 0, false);
+      co_return Status::io_error(name_ + ": driver returned no extents");
+    }
     list = std::move(clean);
   }
+  // Bytes: the length the answer describes.
+  io_stats_.record(IoOp::kBlockStatus, start, total, r.is_ok());
   co_return r;
 }
 

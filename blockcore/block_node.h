@@ -22,6 +22,7 @@
 #include "blockcore/base/write_gate.h"
 #include "blockcore/bitmap/node_bitmaps.h"
 #include "blockcore/extent.h"
+#include "blockcore/stats/io_stats.h"
 #include "blockcore/write_interceptor.h"
 
 namespace blockcore {
@@ -108,6 +109,8 @@ class BlockNode {
 
   // Requests currently executing in this node (for quiesce and diagnostics).
   uint64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
+  // What the public methods above have executed (query-blockstats, metrics).
+  const IoStats& io_stats() const { return io_stats_; }
 
   // The node's dirty bitmaps; write, write_zeroes and discard mark the enabled ones
   // (NodeBitmaps::before_write) before the driver's hook runs, and once more after it
@@ -146,10 +149,13 @@ class BlockNode {
  private:
   Status check_range(uint64_t off, uint64_t len, int past_end_error) const;
   Status check_writable() const;
+  // check_writable (when `write`) and check_range; a refusal counts as an invalid `op`.
+  Status check_request(IoOp op, bool write, uint64_t off, uint64_t len, int past_end_error);
   // What every write-like request does around its driver call: the write gate, dirty
   // bitmaps before and after, the write interceptor. `run` calls the driver's hook.
+  // Timed and counted as `op`.
   template <class Run>
-  Task<Status> run_write_like(uint64_t off, uint64_t len, Run run);
+  Task<Status> run_write_like(IoOp op, uint64_t off, uint64_t len, Run run);
 
   std::string name_;
   std::string driver_;
@@ -157,6 +163,7 @@ class BlockNode {
   std::atomic<uint64_t> size_{0};
   std::vector<ChildEdge> children_;
   std::atomic<uint64_t> in_flight_{0};
+  IoStats io_stats_;
   NodeBitmaps bitmaps_;
   WriteGate write_gate_;
   std::atomic<bool> has_interceptor_{false};

@@ -43,6 +43,7 @@ void register_meta_commands(CommandTable& table);    // meta_commands.cpp
 void register_block_commands(CommandTable& table);   // block_commands.cpp
 void register_export_commands(CommandTable& table);  // export_commands.cpp
 void register_create_commands(CommandTable& table);  // create_commands.cpp
+void register_stats_commands(CommandTable& table);   // stats_commands.cpp
 // The bitmap commands and `transaction` share a management lock: see
 // transaction_actions.h (register_bitmap_commands, register_transaction_commands).
 
