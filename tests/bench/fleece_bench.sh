@@ -28,11 +28,13 @@
 #                             qemu:dirty-bitmap:b, then only its dirty extents
 #     each round on a fresh fleece (the previous one stopped with rollback, so `b` keeps
 #     the same granules), medians and their ratio against the dirty fraction.
+# (3) With --perf: one more fleeced+fleece sample (1 connection) with `perf record -g` on
+#     fleeced during the fresh job; where fleeced's CPU time goes goes into the report.
 #
 # Usage: tests/bench/fleece_bench.sh [--quick] [--fleeced PATH] [--fleecectl PATH]
 #        [--size SIZE] [--writes N] [--rounds N] [--conns LIST] [--variants LIST]
 #        [--pull-rounds N] [--layouts LIST] [--parts iops,pull] [--wait-idle S]
-#        [--output FILE] [--keep]
+#        [--output FILE] [--perf] [--keep]
 #        (env: FLEECED, FLEECECTL, BENCH_SIZE, BENCH_WRITES, BENCH_ROUNDS, BENCH_CONNS,
 #        BENCH_VARIANTS, BENCH_PULL_ROUNDS, BENCH_LAYOUTS, BENCH_PARTS, BENCH_WAIT_IDLE,
 #        BENCH_OUT). See tests/bench/README.md. Compare the rows of one run only.
@@ -61,6 +63,7 @@ wait_idle=${BENCH_WAIT_IDLE:-0}           # before each sample wait up to S s fo
 out=${BENCH_OUT:-$repo_root/build/bench/fleece.md}
 shm=${BENCH_SHM:-/dev/shm}
 keep=${BENCH_KEEP:-0}
+perf_pass=${BENCH_PERF:-0}                # 1: a perf profile of fleeced's fresh job
 server_timeout=${BENCH_SERVER_TIMEOUT:-300}  # seconds any one server may live
 
 while [ $# -gt 0 ]; do
@@ -80,7 +83,8 @@ while [ $# -gt 0 ]; do
     --wait-idle) wait_idle=$2; shift ;;
     --output) out=$2; shift ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+    --perf) perf_pass=1 ;;
+    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
     *) echo "fleece_bench: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -123,6 +127,7 @@ for l in "${layout_list[@]}"; do
   case "$l" in scattered|clustered) ;; *) die "unknown layout '$l'" ;; esac
 done
 [[ $out = /* ]] || out=$PWD/$out
+if [ "$perf_pass" = 1 ]; then command -v perf >/dev/null || die "--perf needs perf (apt-get install linux-perf)"; fi
 
 # ---- temp dir, cleanup ------------------------------------------------------------------
 work=$(mktemp -d "$shm/fleece-fleece-bench.XXXXXX")
@@ -130,10 +135,12 @@ img=$work/disk.raw
 mkdir -p "$work/overlay"
 server_pid=""
 fio_pid=""
+perf_pid=""
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
   [ -n "$fio_pid" ] && kill_and_reap "$fio_pid"
+  [ -n "$perf_pid" ] && kill_and_reap "$perf_pid"
   [ -n "$server_pid" ] && kill_and_reap "$server_pid"
   if [ "$keep" = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
   exit "$rc"
@@ -392,15 +399,17 @@ for job in ("fresh", "steady"):
         rcells = [ratio(med(c, a, job), med(c, b, job)) for _, a, b in ratios]
         print(f"| {name} | " + " | ".join(cells) + " | " + " | ".join(rcells) + " |")
 print()
-print("Server CPU per write (µs, median) and every sample's IOPS:")
+print("The server's CPU time (all its threads) per write and as cores busy (medians), and every sample's IOPS:")
 print()
-print("| job | variant | CPU µs/write | IOPS of each round |")
-print("|---|---|--:|---|")
+print("| job | variant | server CPU µs/write | server cores busy | IOPS of each round |")
+print("|---|---|--:|--:|---|")
 for job in ("fresh", "steady"):
     for c in conns_seen:
         for v in variants:
             cpu = med(c, v, job, "cpu_us_per_io")
-            print(f"| {job}, {c} conn | {label[v]} | {'—' if cpu is None else f'{cpu:.1f}'} | {' '.join(k(x) for x in allv(c, v, job))} |")
+            iops = med(c, v, job)
+            cores = "—" if cpu is None or iops is None else f"{cpu * iops / 1e6:.2f}"
+            print(f"| {job}, {c} conn | {label[v]} | {'—' if cpu is None else f'{cpu:.1f}'} | {cores} | {' '.join(k(x) for x in allv(c, v, job))} |")
 print()
 EOF
 fi
@@ -469,6 +478,31 @@ for layout in dict.fromkeys(r["layout"] for r in rows):
     print(f"| {dirty // 65536} {what} | {dirty / size:.3f} | {f(fn)} | {f(fl)} | {f(inc)} | {r(inc, fn)} | {r(inc, fl)} |")
 print()
 EOF
+fi
+
+# ---- (3) optional: where fleeced's time goes during the fresh job ------------------------
+if [ "$perf_pass" = 1 ]; then
+  log "(3) perf record -g on fleeced during one fresh job with a fleece"
+  start_server fleeced-fleece "$raw_dir/perf.server.log" || die "fleeced did not start for --perf"
+  timeout -k 5 120 perf record -q -g -o "$raw_dir/perf.data" -p "$(server_main_pid)" \
+    >"$raw_dir/perf.stderr" 2>&1 &
+  perf_pid=$!
+  sleep 1
+  res=$(fio_job fresh 1 "$raw_dir/perf.fresh.json") || die "fio failed in the --perf pass"
+  kill -INT "$perf_pid" 2>/dev/null || true
+  wait "$perf_pid" 2>/dev/null || true
+  perf_pid=""
+  stop_server
+  {
+    echo "perf record -g on fleeced during one fresh job with a fleece, 1 connection ($(awk '{print $1}' <<<"$res") IOPS under perf):"
+    echo "share of fleeced's CPU samples spent in each function and what it calls (\`perf report --children --sort sym\`, top 30):"
+    echo
+    echo '```'
+    perf report -i "$raw_dir/perf.data" --children --sort sym --stdio 2>/dev/null \
+      | grep -E '^ +[0-9]' | head -n 30 || true
+    echo '```'
+    echo
+  } >>"$report"
 fi
 
 cp "$report" "$out"
