@@ -69,7 +69,8 @@ struct ExportConfig {
   bool writable = false;
   std::vector<std::string> bitmaps;
   bool allocation_depth = false;
-  std::vector<std::string> allow;  // client identities; empty = everyone
+  // Who may see and open it: canonical rules (config/allow_rule.h), empty = everyone.
+  std::vector<std::string> allow;
   SourceLocation where;
 };
 
@@ -88,12 +89,16 @@ struct FleecingConfig {
   SourceLocation where;
 };
 
+// NBD over TLS (STARTTLS). x509_dir holds QEMU's layout: server-cert.pem and
+// server-key.pem, and ca-cert.pem (needed to verify client certificates).
 struct TlsConfig {
   std::string x509_dir;
-  std::string psk_file;
-  bool verify_peer = false;
-  bool required = false;
+  std::string psk_file;      // identity:hexkey lines (config/psk_file.h)
+  bool verify_peer = false;  // demand a client certificate signed by ca-cert.pem
+  bool required = false;     // refuse every option but STARTTLS/ABORT before TLS
   SourceLocation where;
+  SourceLocation x509_where;  // where x509-dir / psk-file were written
+  SourceLocation psk_where;
 };
 
 // Tunables of the NBD server and the runtime.

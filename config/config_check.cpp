@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "config/allow_rule.h"
 #include "config/node_drivers.h"
 
 namespace config {
@@ -169,6 +170,26 @@ void check_tls(const Config& c, std::vector<ConfigError>& errors) {
   }
 }
 
+// Rules that can never match: TLS identities without the TLS setup that yields them.
+void check_allow(const Config& c, std::vector<ConfigError>& errors) {
+  for (size_t i = 0; i < c.exports.size(); ++i) {
+    const ExportConfig& e = c.exports[i];
+    const std::string path = "exports[" + std::to_string(i) + "].allow";
+    for (const std::string& text : e.allow) {
+      std::string error;
+      auto rule = parse_allow_rule(text, error);
+      if (!rule) continue;  // reported by the parser
+      if (rule->kind == AllowRule::Kind::kTlsDn && !(c.tls && c.tls->verify_peer)) {
+        add(errors, e.where, path,
+            "tls-dn '" + rule->value + "' needs tls.verify-peer: true (client certificates)");
+      }
+      if (rule->kind == AllowRule::Kind::kPskIdentity && !(c.tls && !c.tls->psk_file.empty())) {
+        add(errors, e.where, path, "psk-identity '" + rule->value + "' needs tls.psk-file");
+      }
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<ConfigError> check_config(const Config& config) {
@@ -190,6 +211,7 @@ std::vector<ConfigError> check_config(const Config& config) {
   check_exports(config, facts, errors);
   check_bitmaps(config, facts, errors);
   check_tls(config, errors);
+  check_allow(config, errors);
   return errors;
 }
 

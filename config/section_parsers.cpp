@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "config/allow_rule.h"
+
 namespace config {
 namespace {
 
@@ -35,6 +37,45 @@ void check_length(MapReader& m, const std::string& key, const std::string& value
     m.diag().error(m.where_of(key), m.path_of(key),
                    "is too long (" + std::to_string(value.size()) + " bytes, at most " +
                        std::to_string(max) + ")");
+  }
+}
+
+// `allow:` — a list of one-key maps ({ tls-dn: DN }, { psk-identity: ID }, { uid: N },
+// { address: CIDR }), stored as canonical rule strings.
+void parse_allow_list(MapReader& m, std::vector<std::string>& out) {
+  YAML::Node v = m.get("allow");
+  if (!v.IsDefined()) return;
+  const std::string path = m.path_of("allow");
+  Diagnostics& diag = m.diag();
+  if (!v.IsSequence()) {
+    diag.error(m.where_of("allow"), path,
+               "expected a list like [{ psk-identity: NAME }, { uid: 1000 }], got " +
+                   describe_yaml(v));
+    return;
+  }
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string item_path = index_path(path, i);
+    SourceLocation at = diag.where(v[i]);
+    if (at.line == 0) at = m.where_of("allow");
+    if (!v[i].IsMap() || v[i].size() != 1) {
+      diag.error(at, item_path,
+                 "expected one of { tls-dn: DN }, { psk-identity: ID }, { uid: N }, "
+                 "{ address: CIDR }, got " +
+                     describe_yaml(v[i]));
+      continue;
+    }
+    const auto entry = *v[i].begin();
+    if (!entry.first.IsScalar() || !entry.second.IsScalar()) {
+      diag.error(at, item_path, "allow entry key and value must be plain strings");
+      continue;
+    }
+    std::string error;
+    auto rule = make_allow_rule(entry.first.Scalar(), entry.second.Scalar(), error);
+    if (!rule) {
+      diag.error(at, item_path, error);
+      continue;
+    }
+    out.push_back(rule->canonical());
   }
 }
 
@@ -150,7 +191,7 @@ void parse_exports_section(const YAML::Node& v, const SourceLocation& where, Dia
                   if (auto w = m.boolean("writable")) e.writable = *w;
                   if (auto b = m.string_list("bitmaps")) e.bitmaps = *b;
                   if (auto a = m.boolean("allocation-depth")) e.allocation_depth = *a;
-                  if (auto a = m.string_list("allow")) e.allow = *a;
+                  parse_allow_list(m, e.allow);
                   m.finish();
                   out.exports.push_back(std::move(e));
                 });
@@ -210,10 +251,12 @@ void parse_tls_section(const YAML::Node& v, const SourceLocation& where, Diagnos
   if (auto d = m.string("x509-dir")) {
     check_length(m, "x509-dir", *d, 4096, /*allow_empty=*/false);
     t.x509_dir = *d;
+    t.x509_where = m.where_of("x509-dir");
   }
   if (auto p = m.string("psk-file")) {
     check_length(m, "psk-file", *p, 4096, /*allow_empty=*/false);
     t.psk_file = *p;
+    t.psk_where = m.where_of("psk-file");
   }
   if (auto b = m.boolean("verify-peer")) t.verify_peer = *b;
   if (auto b = m.boolean("required")) t.required = *b;

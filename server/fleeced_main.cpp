@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "config/tls_files.h"
 #include "config/yaml_loader.h"
 #include "server/daemon/cli.h"
 #include "server/daemon/daemon.h"
@@ -19,6 +20,12 @@ int check_config(const std::string& path) {
   if (!loaded.is_ok()) {
     std::fprintf(stderr, "%s\n", loaded.status().to_string().c_str());
     return 1;
+  }
+  // The TLS credential files are read and parsed, as start-up would.
+  if (const auto& tls = loaded.value().tls) {
+    auto problems = config::check_tls_files(*tls);
+    for (const auto& e : problems) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    if (!problems.empty()) return 1;
   }
   std::printf("%s: OK\n", path.c_str());
   return 0;

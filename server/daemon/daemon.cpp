@@ -19,6 +19,7 @@
 #include "server/daemon/logging.h"
 #include "server/nbd/meta_context.h"
 #include "server/nbd/nbd_server.h"
+#include "server/net/tls_context.h"
 
 namespace server::daemon {
 
@@ -98,8 +99,14 @@ Status Daemon::start(std::vector<ActivatedSocket> activated) {
   }
 
   meta_contexts_ = std::make_unique<nbd::MetaContextRegistry>();
-  nbd_server_ = std::make_unique<nbd::NbdServer>(exports_, *meta_contexts_,
-                                                 nbd_options(config_.server));
+  nbd::NbdServerOptions nbd_opts = nbd_options(config_.server);
+  if (config_.tls) {  // TLS credentials are read once, at start-up
+    auto tls = net::TlsContext::create(*config_.tls);
+    if (!tls) return tls.status();
+    nbd_opts.tls = *tls;
+    spdlog::info("nbd: TLS: {}", nbd_opts.tls->describe());
+  }
+  nbd_server_ = std::make_unique<nbd::NbdServer>(exports_, *meta_contexts_, nbd_opts);
 
   const unsigned n = io_thread_count(config_.server);
   for (unsigned i = 0; i < n; ++i) io_contexts_.push_back(std::make_unique<asio::io_context>(1));

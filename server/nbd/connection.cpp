@@ -10,6 +10,8 @@
 #include <exception>
 
 #include "server/nbd/protocol.h"
+#include "server/net/peer_identity.h"
+#include "server/net/tls_context.h"
 
 namespace server::nbd {
 
@@ -103,7 +105,8 @@ Task<void> Connection::serve() {
   handshake_timer_.async_wait([self = shared_from_this()](std::error_code ec) {
     if (!ec && self->phase_ == Phase::kHandshake) self->abort_now("handshake timeout");
   });
-  Handshake handshake(io_, exports_, contexts_);
+  Handshake handshake(io_, exports_, contexts_, options_.tls.get(),
+                      net::peer_identity(socket_.native_handle()));
   handshake.on_export_chosen(
       [this](const ExportPtr& e) { serving_.store(e.get(), std::memory_order_release); });
   HandshakeResult r = co_await handshake.run();

@@ -30,11 +30,16 @@
 #include "server/nbd/request_validation.h"
 #include "server/nbd/socket_io.h"
 
+namespace server::net {
+class TlsContext;
+}  // namespace server::net
+
 namespace server::nbd {
 
 struct ConnectionOptions {
   std::chrono::milliseconds handshake_timeout{10000};
   unsigned max_in_flight = 16;
+  std::shared_ptr<net::TlsContext> tls;  // null: no STARTTLS
 };
 
 // Totals reported when a connection ends.

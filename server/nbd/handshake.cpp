@@ -4,6 +4,7 @@
 
 #include <array>
 
+#include "server/net/tls_context.h"
 #include "server/nbd/protocol.h"
 #include "server/nbd/wire.h"
 
@@ -12,8 +13,9 @@ namespace server::nbd {
 using blockcore::Task;
 
 Handshake::Handshake(SocketIo& io, const ExportRegistry& exports,
-                     const MetaContextRegistry& contexts)
-    : io_(io), exports_(exports), contexts_(contexts) {}
+                     const MetaContextRegistry& contexts, net::TlsContext* tls,
+                     config::ClientIdentity who)
+    : io_(io), exports_(exports), contexts_(contexts), tls_(tls), who_(std::move(who)) {}
 
 bool Handshake::fail(std::string reason) {
   if (reason_.empty()) reason_ = std::move(reason);
@@ -37,27 +39,16 @@ Task<bool> Handshake::reply_error(uint32_t option, uint32_t type, std::string_vi
   co_return co_await reply(option, type, message.substr(0, kMaxStringLength));
 }
 
-namespace {
-
-// Access control is fail-closed: an export with an `allow:` list names client
-// identities (certificate subject, PSK identity, peer uid, address range) that this
-// server cannot check yet, so no client may see or open it rather than every client.
-bool client_may_open(const Export& exp) { return exp.allow.empty(); }
-
-}  // namespace
-
 ExportPtr Handshake::find_export(const std::string& name, uint32_t& rep_error,
                                  std::string& message) const {
   ExportPtr exp = exports_.find(name);
-  if (!exp || !exp->root) {
+  // A client outside the export's allow list gets the very answer a missing export
+  // gets, so it learns nothing about the export.
+  const bool refused = exp && exp->root && !config::client_allowed(exp->allow, who_);
+  if (refused) spdlog::info("nbd: export '{}' refused: the client is not in its allow list", name);
+  if (!exp || !exp->root || refused) {
     rep_error = kRepErrUnknown;
     message = "export '" + name + "' not available";
-    return nullptr;
-  }
-  if (!client_may_open(*exp)) {
-    spdlog::warn("nbd: refused export '{}': it has an allow list, which is not enforced yet", name);
-    rep_error = kRepErrPolicy;
-    message = "export '" + name + "' is restricted to other clients";
     return nullptr;
   }
   return exp;
@@ -107,7 +98,22 @@ Task<HandshakeResult> Handshake::run() {
 }
 
 Task<bool> Handshake::handle_option(uint32_t option, uint32_t length) {
+  const bool tls_missing = tls_ && tls_->required() && !tls_active_;
+  if (option == kOptExportName && tls_missing) {
+    co_return fail("NBD_OPT_EXPORT_NAME before STARTTLS; TLS is required");
+  }
   if (option == kOptExportName) co_return co_await handle_export_name(length);
+  if (option == kOptStartTls) co_return co_await handle_starttls(length);
+  if (tls_missing && option != kOptAbort) {
+    if (length > kMaxOptionSkip) {
+      co_return fail("protocol violation: option data of " + std::to_string(length) +
+                     " bytes is too large");
+    }
+    std::error_code ec = co_await io_.skip(length);
+    if (ec) co_return fail("client closed the connection during the handshake");
+    co_return co_await reply_error(option, kRepErrTlsReqd,
+                                   "TLS is required: send NBD_OPT_STARTTLS first");
+  }
 
   const bool known = option == kOptAbort || option == kOptList || option == kOptInfo ||
                      option == kOptGo || option == kOptStructuredReply ||
@@ -120,7 +126,7 @@ Task<bool> Handshake::handle_option(uint32_t option, uint32_t length) {
     std::error_code ec = co_await io_.skip(length);
     if (ec) co_return fail("client closed the connection during the handshake");
     if (!known) {
-      // Also STARTTLS and EXTENDED_HEADERS until they are implemented.
+      // Also EXTENDED_HEADERS until it is implemented.
       co_return co_await reply_error(option, kRepErrUnsup, "option not supported");
     }
     if (option == kOptSetMetaContext) {  // a failed SET still empties the selection
@@ -176,12 +182,46 @@ Task<bool> Handshake::handle_export_name(uint32_t length) {
   co_return true;
 }
 
+Task<bool> Handshake::handle_starttls(uint32_t length) {
+  if (length > 0) {
+    if (length > kMaxOptionSkip) co_return fail("protocol violation: STARTTLS with data");
+    std::error_code ec = co_await io_.skip(length);
+    if (ec) co_return fail("client closed the connection during the handshake");
+    co_return co_await reply_error(kOptStartTls, kRepErrInvalid, "NBD_OPT_STARTTLS takes no data");
+  }
+  if (!tls_) {
+    co_return co_await reply_error(kOptStartTls, kRepErrPolicy, "TLS is not configured");
+  }
+  if (tls_active_) {
+    co_return co_await reply_error(kOptStartTls, kRepErrInvalid, "TLS is already active");
+  }
+  // The client must wait for the ACK before its TLS hello; bytes already here were
+  // sent in the clear after STARTTLS and cannot be trusted.
+  if (io_.buffered() != 0) co_return fail("protocol violation: data after NBD_OPT_STARTTLS");
+  if (!co_await reply(kOptStartTls, kRepAck)) co_return false;
+  net::TlsIdentity id;
+  std::error_code ec = co_await io_.start_tls(*tls_, id);
+  if (ec) co_return fail("TLS handshake failed: " + ec.message());
+  tls_active_ = true;
+  who_.tls_dn = id.dn;
+  who_.psk_identity = id.psk_identity;
+  spdlog::debug("nbd: TLS {} {}{}{}", id.protocol, id.cipher,
+                id.dn.empty() ? "" : ", certificate " + id.dn,
+                id.psk_identity.empty() ? "" : ", PSK identity " + id.psk_identity);
+  // Nothing negotiated in the clear survives the upgrade.
+  structured_ = false;
+  block_size_requested_ = false;
+  meta_export_.clear();
+  meta_selected_.clear();
+  co_return true;
+}
+
 Task<bool> Handshake::handle_list(std::span<const std::byte> data) {
   if (!data.empty())
     co_return co_await reply_error(kOptList, kRepErrInvalid, "NBD_OPT_LIST takes no data");
   WireWriter w;
   for (const ExportPtr& e : exports_.list()) {
-    if (!client_may_open(*e)) continue;
+    if (!config::client_allowed(e->allow, who_)) continue;
     WireWriter payload;
     payload.u32(static_cast<uint32_t>(e->name.size()))
         .str(e->name)

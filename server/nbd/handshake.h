@@ -1,10 +1,16 @@
 // The fixed-newstyle NBD handshake as one coroutine: greeting, client flags, then
 // option haggling (EXPORT_NAME, ABORT, LIST, INFO, GO, STRUCTURED_REPLY,
-// LIST/SET_META_CONTEXT; ERR_UNSUP for everything else, STARTTLS and EXTENDED_HEADERS
+// LIST/SET_META_CONTEXT, STARTTLS; ERR_UNSUP for everything else, EXTENDED_HEADERS
 // included for now) until the client enters transmission or leaves. Option payloads
 // are bounded: data above kMaxOptionLength is skipped (ERR_TOO_BIG) without being
-// stored, above kMaxOptionSkip the connection is dropped. Exports with an `allow:` list
-// are refused (ERR_POLICY) and not listed until client identities can be checked.
+// stored, above kMaxOptionSkip the connection is dropped.
+// TLS: STARTTLS upgrades the stream when the server has a TlsContext; everything
+// negotiated before it (structured replies, meta contexts, block-size) is forgotten.
+// When TLS is required, every option but STARTTLS and ABORT gets ERR_TLS_REQD before
+// the upgrade, and EXPORT_NAME ends the connection.
+// Access: an export whose `allow:` rules match none of the client's identities (peer
+// uid or address, TLS certificate subject or PSK identity) is not listed and answers
+// exactly as a missing export does (ERR_UNKNOWN; EXPORT_NAME closes).
 // Threading: runs on the connection's strand; the registries are thread-safe.
 #pragma once
 
@@ -14,12 +20,17 @@
 #include <vector>
 
 #include "blockcore/base/task.h"
+#include "config/allow_rule.h"
 #include "server/export/export_registry.h"
 #include "server/nbd/export_info.h"
 #include "server/nbd/meta_context.h"
 #include "server/nbd/option_parser.h"
 #include "server/nbd/socket_io.h"
 #include "server/nbd/wire.h"
+
+namespace server::net {
+class TlsContext;
+}  // namespace server::net
 
 namespace server::nbd {
 
@@ -46,7 +57,10 @@ struct HandshakeResult {
 
 class Handshake {
  public:
-  Handshake(SocketIo& io, const ExportRegistry& exports, const MetaContextRegistry& contexts);
+  // `tls` (may be null: no STARTTLS) must outlive the handshake; `who` is what the
+  // socket says about the client (uid or address).
+  Handshake(SocketIo& io, const ExportRegistry& exports, const MetaContextRegistry& contexts,
+            net::TlsContext* tls = nullptr, config::ClientIdentity who = {});
   Handshake(const Handshake&) = delete;
   Handshake& operator=(const Handshake&) = delete;
 
@@ -61,6 +75,7 @@ class Handshake {
   // Each handler returns false when the connection must end (reason_ says why).
   blockcore::Task<bool> handle_option(uint32_t option, uint32_t length);
   blockcore::Task<bool> handle_export_name(uint32_t length);
+  blockcore::Task<bool> handle_starttls(uint32_t length);
   blockcore::Task<bool> handle_list(std::span<const std::byte> data);
   blockcore::Task<bool> handle_info_go(uint32_t option, std::span<const std::byte> data);
   blockcore::Task<bool> handle_structured_reply(std::span<const std::byte> data);
@@ -79,6 +94,10 @@ class Handshake {
   SocketIo& io_;
   const ExportRegistry& exports_;
   const MetaContextRegistry& contexts_;
+
+  net::TlsContext* tls_ = nullptr;
+  config::ClientIdentity who_;
+  bool tls_active_ = false;
 
   bool no_zeroes_ = false;
   bool structured_ = false;

@@ -92,7 +92,8 @@ void NbdServer::accept(asio::generic::stream_protocol::socket socket, std::strin
     tune_socket(socket);
     conn = std::make_shared<Connection>(
         std::move(socket), std::move(peer), impl_->exports, impl_->contexts,
-        ConnectionOptions{impl_->opts.handshake_timeout, impl_->opts.max_in_flight});
+        ConnectionOptions{impl_->opts.handshake_timeout, impl_->opts.max_in_flight,
+                          impl_->opts.tls});
     impl_->connections.emplace(conn.get(), conn);
   }
   asio::co_spawn(conn->strand(), conn->run(),

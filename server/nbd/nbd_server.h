@@ -20,12 +20,17 @@
 #include "server/export/export_registry.h"
 #include "server/nbd/meta_context.h"
 
+namespace server::net {
+class TlsContext;
+}  // namespace server::net
+
 namespace server::nbd {
 
 struct NbdServerOptions {
   unsigned max_connections = 256;
   std::chrono::milliseconds handshake_timeout{10000};
   unsigned max_in_flight = 16;  // per connection; memory bound = this × 32 MiB
+  std::shared_ptr<net::TlsContext> tls;  // STARTTLS credentials; null: plain only
 };
 
 class NbdServer {

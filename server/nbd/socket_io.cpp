@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <asio/read.hpp>
+#include <asio/ssl/stream.hpp>
 #include <asio/write.hpp>
 #include <cstring>
+#include <tuple>
 
+#include "server/net/tls_context.h"
 #include "server/nbd/use_tuple.h"
 
 namespace server::nbd {
@@ -17,10 +20,33 @@ struct TransferAllUnbounded {
   size_t operator()(const std::error_code& ec, size_t) const { return ec ? 0 : size_t{1} << 30; }
 };
 
+// Below this total, a gather write over TLS is copied into one buffer first: the TLS
+// stream writes one buffer per record, so a reply header and its payload would
+// otherwise cost a record and a syscall each.
+constexpr size_t kTlsCoalesceLimit = 64 * 1024;
+
 }  // namespace
+
+struct SocketIo::TlsStream {
+  TlsStream(Socket& socket, asio::ssl::context& ctx) : stream(socket, ctx) {}
+  asio::ssl::stream<Socket&> stream;
+  std::string psk_identity;  // filled by the PSK callback during the handshake
+  std::vector<std::byte> scratch;
+};
 
 SocketIo::SocketIo(Socket& socket, size_t buffer_size)
     : socket_(socket), buf_(new std::byte[buffer_size]), cap_(buffer_size) {}
+
+SocketIo::~SocketIo() = default;
+
+blockcore::Task<std::error_code> SocketIo::start_tls(net::TlsContext& ctx, net::TlsIdentity& who) {
+  tls_ = std::make_unique<TlsStream>(socket_, ctx.ssl());
+  net::TlsContext::set_psk_identity_slot(tls_->stream.native_handle(), &tls_->psk_identity);
+  auto [ec] = co_await tls_->stream.async_handshake(asio::ssl::stream_base::server, kUseTuple);
+  if (ec) co_return ec;
+  who = net::tls_identity(tls_->stream.native_handle(), ctx.verify_peer(), tls_->psk_identity);
+  co_return std::error_code{};
+}
 
 size_t SocketIo::take_buffered(std::span<std::byte> dst) {
   const size_t n = std::min(dst.size(), end_ - pos_);
@@ -44,15 +70,30 @@ blockcore::Task<std::error_code> SocketIo::read_exact(std::span<std::byte> dst) 
     const size_t want = dst.size() - done;
     if (want >= cap_ / 2) {
       // Large remainder: read it directly, no copy.
-      auto [ec, n] = co_await asio::async_read(socket_, asio::buffer(dst.data() + done, want),
-                                               TransferAllUnbounded(), kUseTuple);
+      const auto target = asio::buffer(dst.data() + done, want);
+      std::error_code ec;
+      size_t n = 0;
+      if (tls_) {
+        std::tie(ec, n) = co_await asio::async_read(tls_->stream, target,
+                                                    TransferAllUnbounded(), kUseTuple);
+      } else {
+        std::tie(ec, n) =
+            co_await asio::async_read(socket_, target, TransferAllUnbounded(), kUseTuple);
+      }
       bytes_in_ += n;
       if (ec) co_return ec;
       done += n;
       break;
     }
     // Small remainder: refill the buffer (this also picks up pipelined requests).
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf_.get(), cap_), kUseTuple);
+    std::error_code ec;
+    size_t n = 0;
+    if (tls_) {
+      std::tie(ec, n) =
+          co_await tls_->stream.async_read_some(asio::buffer(buf_.get(), cap_), kUseTuple);
+    } else {
+      std::tie(ec, n) = co_await socket_.async_read_some(asio::buffer(buf_.get(), cap_), kUseTuple);
+    }
     bytes_in_ += n;
     if (ec) co_return ec;
     pos_ = 0;
@@ -69,7 +110,15 @@ blockcore::Task<std::error_code> SocketIo::skip(uint64_t n) {
   n -= from_buffer;
   while (n > 0) {
     const size_t chunk = static_cast<size_t>(std::min<uint64_t>(n, cap_));
-    auto [ec, got] = co_await socket_.async_read_some(asio::buffer(buf_.get(), chunk), kUseTuple);
+    std::error_code ec;
+    size_t got = 0;
+    if (tls_) {
+      std::tie(ec, got) =
+          co_await tls_->stream.async_read_some(asio::buffer(buf_.get(), chunk), kUseTuple);
+    } else {
+      std::tie(ec, got) =
+          co_await socket_.async_read_some(asio::buffer(buf_.get(), chunk), kUseTuple);
+    }
     bytes_in_ += got;
     if (ec) co_return ec;
     n -= got;
@@ -78,14 +127,35 @@ blockcore::Task<std::error_code> SocketIo::skip(uint64_t n) {
 }
 
 blockcore::Task<std::error_code> SocketIo::write_all(std::span<const std::byte> data) {
-  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(data.data(), data.size()),
-                                            TransferAllUnbounded(), kUseTuple);
+  const auto source = asio::buffer(data.data(), data.size());
+  std::error_code ec;
+  size_t n = 0;
+  if (tls_) {
+    std::tie(ec, n) =
+        co_await asio::async_write(tls_->stream, source, TransferAllUnbounded(), kUseTuple);
+  } else {
+    std::tie(ec, n) =
+        co_await asio::async_write(socket_, source, TransferAllUnbounded(), kUseTuple);
+  }
   bytes_out_ += n;
   co_return ec;
 }
 
 blockcore::Task<std::error_code> SocketIo::write_all(const std::vector<asio::const_buffer>& data) {
-  auto [ec, n] = co_await asio::async_write(socket_, data, TransferAllUnbounded(), kUseTuple);
+  std::error_code ec;
+  size_t n = 0;
+  if (!tls_) {
+    std::tie(ec, n) = co_await asio::async_write(socket_, data, TransferAllUnbounded(), kUseTuple);
+  } else if (data.size() > 1 && asio::buffer_size(data) <= kTlsCoalesceLimit) {
+    std::vector<std::byte>& one = tls_->scratch;
+    one.resize(asio::buffer_size(data));
+    asio::buffer_copy(asio::buffer(one), data);
+    std::tie(ec, n) = co_await asio::async_write(tls_->stream, asio::buffer(one),
+                                                 TransferAllUnbounded(), kUseTuple);
+  } else {
+    std::tie(ec, n) =
+        co_await asio::async_write(tls_->stream, data, TransferAllUnbounded(), kUseTuple);
+  }
   bytes_out_ += n;
   co_return ec;
 }

@@ -3,6 +3,8 @@
 // handshake are never lost). Small reads are served from a 64 KiB buffer filled with
 // read_some, large ones go straight into the caller's buffer. Expected socket errors
 // (EOF, reset, cancellation) are returned as error_code values, never thrown.
+// After start_tls() (NBD_OPT_STARTTLS) the same calls read and write through TLS; the
+// plain path stays a direct socket call (one branch, no extra copy).
 // Threading: confined to the connection's strand.
 #pragma once
 
@@ -17,6 +19,11 @@
 
 #include "blockcore/base/task.h"
 
+namespace server::net {
+class TlsContext;
+struct TlsIdentity;
+}  // namespace server::net
+
 namespace server::nbd {
 
 using Socket = asio::generic::stream_protocol::socket;
@@ -24,6 +31,7 @@ using Socket = asio::generic::stream_protocol::socket;
 class SocketIo {
  public:
   explicit SocketIo(Socket& socket, size_t buffer_size = 64 * 1024);
+  ~SocketIo();
   SocketIo(const SocketIo&) = delete;
   SocketIo& operator=(const SocketIo&) = delete;
 
@@ -39,11 +47,19 @@ class SocketIo {
   blockcore::Task<std::error_code> write_all(std::span<const std::byte> data);
   blockcore::Task<std::error_code> write_all(const std::vector<asio::const_buffer>& data);
 
+  // Runs the server side of a TLS handshake; afterwards every read and write is
+  // encrypted. On success `who` says what the handshake proved about the client.
+  // REQUIRES: nothing buffered (buffered() == 0), TLS not started yet.
+  blockcore::Task<std::error_code> start_tls(net::TlsContext& ctx, net::TlsIdentity& who);
+  bool tls() const { return tls_ != nullptr; }
+
   uint64_t bytes_in() const { return bytes_in_; }
   uint64_t bytes_out() const { return bytes_out_; }
   size_t buffered() const { return end_ - pos_; }
 
  private:
+  struct TlsStream;
+
   size_t take_buffered(std::span<std::byte> dst);
 
   Socket& socket_;
@@ -53,6 +69,7 @@ class SocketIo {
   size_t end_ = 0;  // end of valid data in buf_
   uint64_t bytes_in_ = 0;
   uint64_t bytes_out_ = 0;
+  std::unique_ptr<TlsStream> tls_;  // set by start_tls()
 };
 
 }  // namespace server::nbd

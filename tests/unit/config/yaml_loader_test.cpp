@@ -246,7 +246,15 @@ TEST(YamlLoader, IPv6ListenAndExportAllow) {
 nodes:
   - { node-name: f, driver: file, filename: /x }
 exports:
-  - { name: "with space", node: f, allow: [uid:1000, 10.0.0.0/8] }
+  - name: "with space"
+    node: f
+    allow:
+      - { uid: 1000 }
+      - { address: 10.1.0.0/8 }
+      - { address: "fd00::/8" }
+      - { psk-identity: backup1 }
+      - { tls-dn: "CN=backup1,O=Example" }
+tls: { psk-file: /k, x509-dir: /p, verify-peer: true }
 )");
   const Config& c = r.value();
   EXPECT_EQ(c.listen[0].host, "::1");
@@ -254,7 +262,9 @@ exports:
   EXPECT_EQ(c.listen[1].to_string(), "tcp:[::]:10810");
   EXPECT_EQ(c.listen[2].path, "/run/a b,c:d.sock");
   EXPECT_EQ(c.exports[0].name, "with space");
-  EXPECT_EQ(c.exports[0].allow, (std::vector<std::string>{"uid:1000", "10.0.0.0/8"}));
+  EXPECT_EQ(c.exports[0].allow,
+            (std::vector<std::string>{"uid:1000", "address:10.0.0.0/8", "address:fd00::/8",
+                                      "psk-identity:backup1", "tls-dn:CN=backup1,O=Example"}));
 }
 
 class TempDir {

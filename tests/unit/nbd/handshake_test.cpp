@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <thread>
+#include <unistd.h>
 
 #include "nbd_test_server.h"
 
@@ -37,7 +38,7 @@ TEST_F(Handshake, UnknownOptionsAreUnsupportedAndNegotiationContinues) {
   auto c = connect();
   c->start();
   std::vector<std::byte> junk(100, std::byte{0x5a});
-  for (uint32_t opt : {uint32_t{99}, kOptStartTls, kOptExtendedHeaders, kOptPeekExport}) {
+  for (uint32_t opt : {uint32_t{99}, kOptExtendedHeaders, kOptPeekExport}) {
     c->send_option(opt, junk);
     OptionReply r = c->read_option_reply();
     EXPECT_EQ(r.option, opt);
@@ -65,26 +66,60 @@ TEST_F(Handshake, ListShowsNamesAndDescriptions) {
   EXPECT_EQ(c->read_option_reply().type, kRepErrInvalid);
 }
 
-TEST_F(Handshake, ExportsWithAnAllowListAreRefusedUntilIdentitiesAreChecked) {
-  auto e = std::make_shared<server::Export>();
-  e->name = "secret";
-  e->root = fleece_test::MemoryNode::create(4096);
-  e->allow = {"uid:1000"};
-  ASSERT_TRUE(exports_.add(e).is_ok());
+TEST_F(Handshake, StartTlsWithoutTlsConfiguredIsRefusedByPolicy) {
+  auto c = connect();
+  c->start();
+  c->send_option(kOptStartTls);
+  OptionReply r = c->read_option_reply();
+  EXPECT_EQ(r.type, kRepErrPolicy);
+  EXPECT_NE(to_string(r.data).find("TLS is not configured"), std::string::npos);
+  c->send_option(kOptList);
+  EXPECT_EQ(c->read_option_replies().back().type, kRepAck);  // still negotiating
+}
+
+// The fixture's clients come over a socketpair, so their peer uid is ours.
+TEST_F(Handshake, AllowListsAdmitMatchingPeersAndHideExportsFromOthers) {
+  for (auto [name, rule] : {std::pair{"mine", "uid:" + std::to_string(::getuid())},
+                            std::pair{"secret", "uid:" + std::to_string(::getuid() + 1)},
+                            std::pair{"tcp-only", std::string("address:0.0.0.0/0")}}) {
+    auto e = std::make_shared<server::Export>();
+    e->name = name;
+    e->root = fleece_test::MemoryNode::create(4096);
+    e->allow = {rule};
+    ASSERT_TRUE(exports_.add(e).is_ok());
+  }
   auto c = connect();
   c->start();
   c->send_option(kOptList);
   auto replies = c->read_option_replies();
-  ASSERT_EQ(replies.size(), 2u);  // only "disk", then ACK
+  ASSERT_EQ(replies.size(), 3u);  // "disk", "mine", then ACK
   EXPECT_EQ(to_string(replies[0].data, 4), "disktest disk");
+  EXPECT_EQ(to_string(replies[1].data, 4), "mine");
+
+  c->send_option(kOptInfo, TestClient::info_data("mine", {}));
+  EXPECT_EQ(c->read_option_replies().back().type, kRepAck);
+  // A refused export answers exactly as a missing one.
   c->send_option(kOptGo, TestClient::info_data("secret", {}));
-  EXPECT_EQ(c->read_option_reply().type, kRepErrPolicy);
+  OptionReply refused = c->read_option_reply();
+  c->send_option(kOptGo, TestClient::info_data("nosuch", {}));
+  OptionReply missing = c->read_option_reply();
+  EXPECT_EQ(refused.type, kRepErrUnknown);
+  EXPECT_EQ(missing.type, kRepErrUnknown);
+  EXPECT_EQ(to_string(refused.data), "export 'secret' not available");
+  EXPECT_EQ(to_string(missing.data), "export 'nosuch' not available");
+  c->send_option(kOptInfo, TestClient::info_data("tcp-only", {}));
+  EXPECT_EQ(c->read_option_reply().type, kRepErrUnknown);
   c->send_option(kOptStructuredReply);
   ASSERT_EQ(c->read_option_reply().type, kRepAck);
   c->send_option(kOptListMetaContext, TestClient::meta_data("secret", {}));
-  EXPECT_EQ(c->read_option_reply().type, kRepErrPolicy);
+  EXPECT_EQ(c->read_option_reply().type, kRepErrUnknown);
   c->send_option(kOptExportName, as_bytes("secret"));
   EXPECT_TRUE(c->wait_closed());
+
+  auto ok = connect(/*timeout_ms=*/300);
+  ok->start();
+  ok->send_option(kOptExportName, as_bytes("mine"));
+  EXPECT_FALSE(ok->wait_closed());  // in transmission: the server keeps it open
 }
 
 TEST_F(Handshake, InfoReportsTheExportAndStaysInNegotiation) {
