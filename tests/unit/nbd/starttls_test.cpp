@@ -20,9 +20,13 @@ constexpr const char* kKeyHex = "00112233445566778899aabbccddeeff";
 // A blocking OpenSSL client over the test client's socket.
 class PskClient {
  public:
-  PskClient(int fd, std::string identity, std::vector<uint8_t> key)
+  PskClient(int fd, std::string identity, std::vector<uint8_t> key, bool tls12 = false)
       : identity_(std::move(identity)), key_(std::move(key)) {
     ctx_ = SSL_CTX_new(TLS_client_method());
+    if (tls12) {  // TLS 1.2 PSK cipher suites (what older GnuTLS clients negotiate)
+      SSL_CTX_set_max_proto_version(ctx_, TLS1_2_VERSION);
+      SSL_CTX_set_cipher_list(ctx_, "ECDHE-PSK:DHE-PSK:PSK");
+    }
     SSL_CTX_set_psk_client_callback(ctx_, &PskClient::callback);
     ssl_ = SSL_new(ctx_);
     SSL_set_app_data(ssl_, this);
@@ -177,6 +181,17 @@ TEST_F(StartTls, OtherIdentitiesDoNotSeeTheExport) {
   EXPECT_EQ(list(t), (std::vector<std::string>{"disk"}));
   t.send_option(kOptGo, TestClient::info_data("alice-disk", {}));
   EXPECT_EQ(t.read_option_reply().type, kRepErrUnknown);
+}
+
+TEST_F(StartTls, Tls12PskSuitesWork) {
+  auto c = connect();
+  c->start();
+  c->send_option(kOptStartTls);
+  ASSERT_EQ(c->read_option_reply().type, kRepAck);
+  PskClient t(c->fd(), "alice", key_bytes(), /*tls12=*/true);
+  ASSERT_TRUE(t.handshake());
+  EXPECT_EQ(t.version(), "TLSv1.2");
+  EXPECT_EQ(list(t), (std::vector<std::string>{"alice-disk", "disk"}));
 }
 
 TEST_F(StartTls, UnknownIdentityOrWrongKeyFailsTheHandshakeOnly) {
