@@ -2,7 +2,9 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 
+#include "blockcore/filters/throttle_limits.h"
 #include "config/node_parser.h"
 
 namespace config {
@@ -57,6 +59,42 @@ void parse_qcow2_options(MapReader& m, blockcore::NodeSpec& spec, NodeParser& no
       nodes.parse_child(m, "data-file", spec, NodeParser::ChildUse::kWritten, /*required=*/false);
 }
 
+// driver: throttle — file (required), limits: {bps-*, iops-*, their -max and -max-length,
+// iops-size}. Byte rates and iops-size take size suffixes (10M = 10 MiB/s); operation
+// rates and -max-length (seconds) are plain numbers. A missing limits map (or an empty
+// one) throttles nothing until block-set-throttle sets limits.
+void parse_throttle_options(MapReader& m, blockcore::NodeSpec& spec, NodeParser& nodes) {
+  spec.file_child = nodes.parse_child(m, "file", spec);
+  YAML::Node v = m.get("limits");
+  if (!v.IsDefined() || v.IsNull()) return;
+  MapReader l(v, m.path_of("limits"), m.diag(), m.where_of("limits"));
+  if (!l.is_map()) return;
+  blockcore::ThrottleLimits limits;
+  bool ok = true;
+  for (const blockcore::ThrottleKey& key : blockcore::throttle_keys()) {
+    const uint64_t min = key.part == blockcore::ThrottleKeyPart::kMaxLength ? 1 : 0;
+    std::optional<uint64_t> value =
+        key.is_bytes() ? l.size(key.name, min, blockcore::kThrottleValueMax)
+                       : l.number(key.name, min, blockcore::kThrottleValueMax);
+    if (value) {
+      key.field(limits) = *value;
+    } else if (l.has(key.name)) {
+      ok = false;  // reported by the reader
+    }
+  }
+  l.finish();
+  if (!ok) return;
+  if (blockcore::Status s = blockcore::check_throttle_limits(limits); !s.is_ok()) {
+    // The message starts with the key it is about: point at that key's line.
+    const std::string first = s.message().substr(0, s.message().find(' '));
+    const bool known = blockcore::find_throttle_key(first) != nullptr && l.has(first);
+    m.diag().error(known ? l.where_of(first) : m.where_of("limits"),
+                   known ? l.path_of(first) : m.path_of("limits"), s.message());
+    return;
+  }
+  spec.throttle = limits;
+}
+
 }  // namespace
 
 const std::vector<NodeDriverSyntax>& node_driver_syntaxes() {
@@ -64,6 +102,7 @@ const std::vector<NodeDriverSyntax>& node_driver_syntaxes() {
       {"file", &parse_file_options},
       {"raw", &parse_raw_options},
       {"qcow2", &parse_qcow2_options, /*own_bitmap_store=*/true},
+      {"throttle", &parse_throttle_options},
   };
   return kDrivers;
 }
