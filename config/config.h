@@ -101,6 +101,12 @@ struct TlsConfig {
   SourceLocation psk_where;
 };
 
+// The Prometheus endpoint (`metrics:`): GET /metrics on a Unix socket or TCP address.
+struct MetricsConfig {
+  ListenAddress address;
+  SourceLocation where;
+};
+
 // Tunables of the NBD server and the runtime.
 struct ServerConfig {
   unsigned io_threads = 0;        // 0 = one per core
@@ -121,6 +127,7 @@ struct Config {
   std::vector<ExportConfig> exports;
   std::vector<BitmapConfig> bitmaps;
   std::optional<FleecingConfig> fleecing;
+  std::optional<MetricsConfig> metrics;
   std::optional<TlsConfig> tls;
 };
 

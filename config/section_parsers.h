@@ -26,6 +26,8 @@ void parse_bitmaps_section(const YAML::Node& v, const SourceLocation& where, Dia
                            Config& out);
 void parse_fleecing_section(const YAML::Node& v, const SourceLocation& where, Diagnostics& diag,
                             Config& out);
+void parse_metrics_section(const YAML::Node& v, const SourceLocation& where, Diagnostics& diag,
+                           Config& out);  // metrics_section.cpp
 void parse_tls_section(const YAML::Node& v, const SourceLocation& where, Diagnostics& diag,
                        Config& out);
 

@@ -31,6 +31,7 @@ constexpr Section kSections[] = {
     {"log", &parse_log_section},           {"server", &parse_server_section},
     {"exports", &parse_exports_section},   {"bitmaps", &parse_bitmaps_section},
     {"fleecing", &parse_fleecing_section}, {"tls", &parse_tls_section},
+    {"metrics", &parse_metrics_section},
 };
 
 // Reads a whole file; on failure returns false with `error` set.

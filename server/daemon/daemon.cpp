@@ -123,6 +123,13 @@ Status Daemon::start(std::vector<ActivatedSocket> activated) {
   command_context_->export_clients = [server = nbd_server_.get()](const Export& e) {
     return server->connection_count(e);
   };
+  if (config_.metrics) {  // the Prometheus endpoint (server/metrics/metrics_server.h)
+    metrics::StatsSources from{graph_, exports_, fleeces_.get(), command_context_->export_clients};
+    auto m = metrics::MetricsServer::start(main_io_, config_.metrics->address,
+                                           metrics::prometheus_renderer(std::move(from)));
+    if (!m.is_ok()) return m.status().with_context("metrics endpoint");
+    metrics_server_ = std::move(m).value();
+  }
   return start_control(activated);
 }
 
@@ -282,6 +289,7 @@ asio::awaitable<void> Daemon::shutdown() {
   status_timer_.cancel();
   for (auto& l : listeners_) l->close();
   if (control_server_) control_server_->stop();
+  if (metrics_server_) metrics_server_->stop();
   co_await nbd_server_->shutdown(kShutdownGrace);
   // A fleece that dies with the daemon counts as a failed backup: its frozen bitmap bits
   // go back into the live bitmaps before those are stored below.

@@ -29,6 +29,7 @@
 #include "server/daemon/socket_activation.h"
 #include "server/control/event_sink.h"
 #include "server/export/export_registry.h"
+#include "server/metrics/metrics_server.h"
 
 namespace server::nbd {
 class NbdServer;
@@ -99,6 +100,7 @@ class Daemon {
   std::unique_ptr<control::CommandTable> commands_;
   std::unique_ptr<control::CommandContext> command_context_;
   std::unique_ptr<control::ControlServer> control_server_;
+  std::unique_ptr<metrics::MetricsServer> metrics_server_;  // config `metrics:`
   std::vector<std::unique_ptr<Listener>> listeners_;
   bool stopping_ = false;
   int exit_code_ = 0;

@@ -85,6 +85,7 @@ SubcommandTable make_subcommand_table() {
   register_bitmap_subcommands(table);
   register_fleece_subcommands(table);
   register_backup_subcommands(table);
+  register_stats_subcommands(table);
   return table;
 }
 

@@ -85,6 +85,7 @@ void register_image_subcommands(SubcommandTable& table);   // image_subcommands.
 void register_bitmap_subcommands(SubcommandTable& table);  // bitmap_subcommands.cpp
 void register_fleece_subcommands(SubcommandTable& table);  // fleece_subcommands.cpp
 void register_backup_subcommands(SubcommandTable& table);  // backup_subcommands.cpp
+void register_stats_subcommands(SubcommandTable& table);   // stats_subcommands.cpp
 
 SubcommandTable make_subcommand_table();
 
