@@ -2,7 +2,11 @@
 #include <asio/awaitable.hpp>
 #include <cerrno>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
+#include "config/allow_rule.h"
 #include "server/control/arg_reader.h"
 #include "server/control/blockdev_options.h"
 #include "server/control/command_table.h"
@@ -55,6 +59,63 @@ std::vector<std::pair<std::string, std::string>> read_bitmaps(ArgReader& r) {
   return out;
 }
 
+// `allow`: [{"psk-identity": ID} | {"tls-dn": DN} | {"uid": N} | {"address": CIDR}, ...],
+// the rules of the config's `allow:` (config/allow_rule.h), as canonical strings.
+std::optional<std::vector<std::string>> read_allow(ArgReader& r) {
+  const json* v = r.optional_value("allow");
+  if (v == nullptr) return std::nullopt;
+  std::vector<std::string> out;
+  if (!v->is_array()) {
+    r.fail_type("allow", "array");
+    return out;
+  }
+  for (size_t i = 0; i < v->size(); ++i) {
+    const json& item = (*v)[i];
+    const std::string key = "allow[" + std::to_string(i) + "]";
+    if (!item.is_object() || item.size() != 1) {
+      r.fail_type(key, "BlockExportAllow");
+      return out;
+    }
+    const auto member = item.begin();
+    const std::string kind = member.key();
+    const json& value = member.value();
+    std::string text;
+    if (value.is_string()) {
+      text = value.get<std::string>();
+    } else if (value.is_number_unsigned()) {
+      text = std::to_string(value.get<uint64_t>());
+    } else {
+      r.fail_type(key + "." + kind, "string");
+      return out;
+    }
+    std::string error;
+    auto rule = config::make_allow_rule(kind, text, error);
+    if (!rule) {
+      r.fail(generic_error("Invalid parameter '" + key + "': " + error));
+      return out;
+    }
+    out.push_back(rule->canonical());
+  }
+  return out;
+}
+
+// The rules of an export as block-export-add takes them.
+json allow_json(const std::vector<std::string>& allow) {
+  json out = json::array();
+  for (const std::string& text : allow) {
+    std::string error;
+    auto rule = config::parse_allow_rule(text, error);
+    if (!rule) continue;
+    const std::string kind = text.substr(0, text.find(':'));
+    if (rule->kind == config::AllowRule::Kind::kUid) {
+      out.push_back({{kind, rule->uid}});
+    } else {
+      out.push_back({{kind, rule->value}});
+    }
+  }
+  return out;
+}
+
 asio::awaitable<Result<json>> block_export_add(const json& args, CommandContext& ctx) {
   ArgReader r(args);
   r.required_enum("type", {"nbd"});
@@ -68,6 +129,7 @@ asio::awaitable<Result<json>> block_export_add(const json& args, CommandContext&
   std::string description = r.optional_string("description").value_or("");
   auto bitmaps = read_bitmaps(r);
   bool allocation_depth = r.optional_bool("allocation-depth", false);
+  std::optional<std::vector<std::string>> allow = read_allow(r);
   if (Status s = r.finish(); !s.is_ok()) co_return s;
 
   if (!id_wellformed(id)) co_return generic_error("Invalid block export id");
@@ -105,6 +167,7 @@ asio::awaitable<Result<json>> block_export_add(const json& args, CommandContext&
   e->description = description;
   e->writable = writable;
   e->allocation_depth = allocation_depth;
+  if (allow) e->allow = std::move(*allow);
   ExportPtr exp = e;
   // The graph checks the export's use against the node's other users (a writable
   // export of a node that a writable parent writes would be a second writer).
@@ -145,11 +208,13 @@ asio::awaitable<Result<json>> block_export_del(const json& args, CommandContext&
 // QEMU's BlockExportInfo, plus the export's settings under the argument names of
 // block-export-add (extra members QMP clients ignore).
 json block_export_info(const ExportPtr& e, const ExportIds& ids) {
-  return {
+  json info = {
       {"id", ids.id_of(e)},      {"type", "nbd"},         {"node-name", e->node_name()},
       {"shutting-down", false},  {"name", e->name},       {"description", e->description},
       {"writable", e->writable}, {"bitmaps", e->bitmaps}, {"allocation-depth", e->allocation_depth},
   };
+  if (!e->allow.empty()) info["allow"] = allow_json(e->allow);  // absent: everyone
+  return info;
 }
 
 asio::awaitable<Result<json>> query_block_exports(const json& args, CommandContext& ctx) {

@@ -25,6 +25,12 @@ serve options:
   --bitmap-file PATH     raw images: the qcow2 container that keeps their persistent
                          bitmaps (created when missing); qcow2 images keep their own
   --control PATH         also open a QMP control socket at PATH
+  --tls-creds-dir DIR    NBD over TLS with the x509 files of DIR (server-cert.pem,
+                         server-key.pem, ca-cert.pem: QEMU's layout)
+  --tls-psk-file FILE    NBD over TLS with the identity:hexkey keys of FILE
+  --tls-verify-peer      demand a client certificate signed by DIR/ca-cert.pem
+  --tls required|optional  refuse clients that skip STARTTLS (default with credentials:
+                         optional)
 
 common options:
   --log-level LEVEL      trace|debug|info|warn|error (overrides the config file)
@@ -90,6 +96,17 @@ std::optional<CommandLine> parse_command_line(int argc, char** argv, std::string
     } else if (cl.mode == CommandLine::Mode::kServe && a == "--bitmap-file") {
       if (!(v = need_value(a))) return std::nullopt;
       cl.bitmap_file = v;
+    } else if (cl.mode == CommandLine::Mode::kServe && a == "--tls-creds-dir") {
+      if (!(v = need_value(a))) return std::nullopt;
+      cl.tls_creds_dir = v;
+    } else if (cl.mode == CommandLine::Mode::kServe && a == "--tls-psk-file") {
+      if (!(v = need_value(a))) return std::nullopt;
+      cl.tls_psk_file = v;
+    } else if (cl.mode == CommandLine::Mode::kServe && a == "--tls-verify-peer") {
+      cl.tls_verify_peer = true;
+    } else if (cl.mode == CommandLine::Mode::kServe && a == "--tls") {
+      if (!(v = need_value(a))) return std::nullopt;
+      cl.tls = v;
     } else if (cl.mode == CommandLine::Mode::kServe && !a.empty() && a[0] != '-' &&
                cl.image.empty()) {
       cl.image = a;
@@ -101,6 +118,15 @@ std::optional<CommandLine> parse_command_line(int argc, char** argv, std::string
   if (cl.mode == CommandLine::Mode::kServe) {
     if (cl.image.empty()) {
       *error = "serve needs an IMAGE";
+      return std::nullopt;
+    }
+    if (!cl.tls.empty() && cl.tls != "required" && cl.tls != "optional") {
+      *error = "unsupported --tls '" + cl.tls + "' (supported: required, optional)";
+      return std::nullopt;
+    }
+    if ((!cl.tls.empty() || cl.tls_verify_peer) && cl.tls_creds_dir.empty() &&
+        cl.tls_psk_file.empty()) {
+      *error = "--tls and --tls-verify-peer need --tls-creds-dir DIR or --tls-psk-file FILE";
       return std::nullopt;
     }
     if (!cl.format.empty() && cl.format != "raw" && cl.format != "qcow2") {

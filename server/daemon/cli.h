@@ -25,6 +25,10 @@ struct CommandLine {
   bool direct = false;
   std::vector<std::string> bitmaps;  // --bitmap NAME: ensured persistent and offered
   std::string bitmap_file;           // --bitmap-file PATH: a raw image's bitmap container
+  std::string tls_creds_dir;         // --tls-creds-dir DIR: x509 files (QEMU's layout)
+  std::string tls_psk_file;          // --tls-psk-file FILE: identity:hexkey lines
+  bool tls_verify_peer = false;      // --tls-verify-peer
+  std::string tls;                   // --tls required|optional ("" = optional)
 };
 
 // Parses argv. On a usage error returns nullopt and sets `error`.

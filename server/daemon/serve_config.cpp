@@ -82,6 +82,16 @@ Result<config::Config> make_serve_config(const CommandLine& cl, bool activated) 
     e.bitmaps.push_back(name);
   }
   cfg.exports.push_back(e);
+  if (!cl.tls_creds_dir.empty() || !cl.tls_psk_file.empty()) {
+    config::TlsConfig t;
+    t.x509_dir = cl.tls_creds_dir;
+    t.psk_file = cl.tls_psk_file;
+    t.verify_peer = cl.tls_verify_peer;
+    t.required = cl.tls == "required";
+    t.x509_where.file = "--tls-creds-dir";
+    t.psk_where.file = "--tls-psk-file";
+    cfg.tls = t;
+  }
   return cfg;
 }
 

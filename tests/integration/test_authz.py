@@ -11,7 +11,7 @@ import subprocess
 import nbd
 import pytest
 
-from fleece_harness import Daemon, make_image
+from fleece_harness import Daemon, Qmp, make_image
 from tls_pki import write_psk
 
 MiB = 1 << 20
@@ -23,6 +23,8 @@ CONFIG = """\
 listen:
   - unix: {nbd_sock}
   - tcp: 127.0.0.1:PORT
+control:
+  unix: {control_sock}
 nodes:
   - node-name: d
     driver: raw
@@ -188,3 +190,25 @@ def test_export_name_of_a_hidden_export_closes(env):
     reply = export_name("mine")
     assert len(reply) == 10 and struct.unpack(">Q", reply[:8])[0] == 4 * MiB
     assert env.alive()
+
+
+def test_block_export_add_with_allow(env):
+    """An export added over QMP with `allow` is seen and opened only by its identity."""
+    with Qmp(env.control_sock) as q:
+        r = q.cmd("block-export-add", {"type": "nbd", "id": "qmp-alice", "node-name": "d",
+                                       "name": "qmp-alice",
+                                       "allow": [{"psk-identity": "alice"}, {"uid": OTHER_UID}]})
+        assert r == {"return": {}}, r
+        try:
+            info = [e for e in q.cmd("query-block-exports")["return"] if e["id"] == "qmp-alice"]
+            assert info[0]["allow"] == [{"psk-identity": "alice"}, {"uid": OTHER_UID}]
+            assert "qmp-alice" in listed(unix_uri(env, user="alice"))
+            assert "qmp-alice" not in listed(unix_uri(env, user="bob"))
+            assert "qmp-alice" not in listed(unix_uri(env))
+            assert open_error(unix_uri(env, "qmp-alice", user="alice")) is None
+            assert open_error(unix_uri(env, "qmp-alice", user="bob")) is not None
+        finally:
+            assert q.cmd("block-export-del", {"id": "qmp-alice"}) == {"return": {}}
+        r = q.cmd("block-export-add", {"type": "nbd", "id": "bad", "node-name": "d",
+                                       "allow": [{"address": "10.0.0.0/99"}]})
+        assert "prefix length" in r["error"]["desc"], r

@@ -279,3 +279,30 @@ def test_check_config_reads_the_credentials(env, tmp_path):
                        timeout=30)
     assert p.returncode != 0
     assert "line 2: expected identity:hexkey" in p.stdout + p.stderr
+
+
+def test_serve_with_tls_flags(env, tmp_path):
+    """`fleeced serve` takes the credentials on the command line."""
+    d = tmp_path / "serve"
+    d.mkdir()
+    image = make_image(d / "disk.raw", MiB, pattern=[(0x77, 0, 4096)])
+    psk = env.dir / "keys.psk"
+    with Daemon(d, serve=[str(image), "--name", "disk0", "--tls-psk-file", str(psk),
+                          "--tls-creds-dir", str(env.dir / "pki" / "server"),
+                          "--tls", "required"]) as s:
+        h = nbd.NBD()
+        h.set_uri_allow_local_file(True)
+        h.connect_uri(f"nbds+unix://backup2@/disk0?socket={s.nbd_sock}"
+                      f"&tls-psk-file={write_psk(d / 'b2.psk', {'backup2': PSK['backup2']})}")
+        assert h.pread(4096, 0) == b"\x77" * 4096
+        h.shutdown()
+        h = nbd.NBD()
+        h.set_tls(nbd.TLS_DISABLE)
+        with pytest.raises(nbd.Error) as e:
+            h.connect_uri(f"nbd+unix:///disk0?socket={s.nbd_sock}")
+        assert "tls" in str(e.value).lower()
+        assert s.alive()
+    r = subprocess.run([str(FLEECED), "serve", str(image), "--tls", "required"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert "--tls and --tls-verify-peer need --tls-creds-dir DIR or --tls-psk-file FILE" in r.stderr
