@@ -5,6 +5,7 @@ python libnbd (libnbd), qemu-img (QEMU's tls-creds-x509 / tls-creds-psk) — ove
 client is refused with TLS_REQD, and the daemon survives all of it."""
 
 import hashlib
+import json
 import socket
 import struct
 import subprocess
@@ -43,6 +44,10 @@ exports:
   - name: disk0
     node: disk0
     description: the TLS test disk
+  - name: cert-only
+    node: disk0
+    allow:
+      - tls-dn: "CN=backup1,O=Example"
 tls:
   x509-dir: {dir}/pki/server
   psk-file: {dir}/keys.psk
@@ -306,3 +311,20 @@ def test_serve_with_tls_flags(env, tmp_path):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert "--tls and --tls-verify-peer need --tls-creds-dir DIR or --tls-psk-file FILE" in r.stderr
+
+
+def test_allow_by_certificate_subject(env):
+    """`allow: [{tls-dn: ...}]` admits the verified client certificate, not a PSK client."""
+    def names(uri):
+        r = subprocess.run(["nbdinfo", "--list", "--json", uri], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stderr
+        return {e["export-name"] for e in json.loads(r.stdout)["exports"]}
+
+    assert names(x509_uri(env, "client", export="")) == {"disk0", "cert-only"}
+    assert names(psk_uri(env, "backup1", export="")) == {"disk0"}
+    rc, out, err = nbdinfo_size(x509_uri(env, "client", export="cert-only"))
+    assert rc == 0, err
+    rc, out, err = nbdinfo_size(psk_uri(env, "backup1", export="cert-only"))
+    assert rc != 0
+    assert "has no export named" in err
