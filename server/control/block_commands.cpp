@@ -8,6 +8,7 @@
 #include "server/control/blockdev_options.h"
 #include "server/control/command_table.h"
 #include "server/control/qmp_error.h"
+#include "server/control/throttle_info.h"
 
 namespace server::control {
 namespace {
@@ -93,11 +94,11 @@ json image_info(const BlockNode& node, bool nested, int depth = 0) {
   return image;
 }
 
-// QEMU's BlockDeviceInfo, with the members fleece knows; throttling is not a node
-// option in fleece, so the limits are reported as 0 (unlimited) like an unthrottled
-// QEMU node. Nodes with a backing child add backing_file, and backing_file_depth counts
-// the chain below the node. Nodes with dirty bitmaps add "dirty-bitmaps" (QEMU's
-// BlockDirtyInfo list); nodes with a bitmap store add fleece's "bitmap-store".
+// QEMU's BlockDeviceInfo, with the members fleece knows; the throttle limits are those
+// of a throttle node (see throttle_info.h), 0 (unlimited) on other nodes. Nodes with a
+// backing child add backing_file, and backing_file_depth counts the chain below the node.
+// Nodes with dirty bitmaps add "dirty-bitmaps" (QEMU's BlockDirtyInfo list); nodes with a
+// bitmap store add fleece's "bitmap-store".
 json block_device_info(const BlockNode& node, bool flat) {
   const BlockNode& leaf = protocol_node(node);
   std::string filename = filename_of(node);
@@ -130,9 +131,8 @@ json block_device_info(const BlockNode& node, bool flat) {
   if (const BlockNode* backing = child_of(node, blockcore::ChildRole::kBacking)) {
     info["backing_file"] = filename_of(*backing);
   }
-  for (const char* limit : {"bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr"}) {
-    info[limit] = 0;
-  }
+  // bps, bps_rd, ... iops_wr: a throttle node's limits, 0 (unlimited) on other nodes.
+  add_throttle_info(node, info);
   // As QEMU: present when the node has bitmaps.
   if (json bitmaps = block_dirty_info_list(node); !bitmaps.empty()) {
     info["dirty-bitmaps"] = std::move(bitmaps);

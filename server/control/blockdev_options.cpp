@@ -93,6 +93,13 @@ void read_qcow2_options(ArgReader& r, NodeSpec& spec, const Inherited& own) {
   spec.data_file_child = read_child_ref(r, "data-file", own, /*required=*/false);
 }
 
+// fleece's throttle filter: file (a BlockdevRef), limits (ThrottleLimits members, inline
+// rather than QEMU's throttle-group object).
+void read_throttle_options(ArgReader& r, NodeSpec& spec, const Inherited& own) {
+  spec.file_child = read_child_ref(r, "file", own, /*required=*/true);
+  if (auto limits = r.optional_object("limits")) spec.throttle = read_throttle_limits(*limits);
+}
+
 struct DriverOptions {
   std::string_view name;
   void (*read)(ArgReader& r, NodeSpec& spec, const Inherited& own);
@@ -104,6 +111,7 @@ constexpr DriverOptions kDrivers[] = {
     {"file", read_file_options, /*takes_bitmap_file=*/true},
     {"raw", read_raw_options, /*takes_bitmap_file=*/true},
     {"qcow2", read_qcow2_options},
+    {"throttle", read_throttle_options},
 };
 
 NodeSpec read_node(ArgReader& r, const Inherited& parent) {
@@ -170,6 +178,18 @@ void collect_names(const NodeSpec& spec, std::vector<std::string>& names,
 }  // namespace
 
 NodeSpec read_blockdev_options(ArgReader& r) { return read_node(r, Inherited{}); }
+
+blockcore::ThrottleLimits read_throttle_limits(ArgReader& r) {
+  blockcore::ThrottleLimits limits;
+  for (const blockcore::ThrottleKey& key : blockcore::throttle_keys()) {
+    if (auto v = r.optional_uint64(key.name)) key.field(limits) = *v;
+  }
+  if (!r.ok()) return limits;
+  if (Status s = blockcore::check_throttle_limits(limits); !s.is_ok()) {
+    r.fail(generic_error(s.message()));
+  }
+  return limits;
+}
 
 bool id_wellformed(const std::string& id) {
   if (id.empty() || !std::isalpha(static_cast<unsigned char>(id[0]))) return false;

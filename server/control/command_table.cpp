@@ -33,6 +33,7 @@ CommandTable make_default_command_table() {
   register_export_commands(table);
   register_create_commands(table);
   register_stats_commands(table);
+  register_throttle_commands(table);
   // One lock for every bitmap management command (not global: owned by the handlers).
   auto bitmap_lock = std::make_shared<ManagementLock>();
   register_bitmap_commands(table, bitmap_lock);

@@ -44,6 +44,7 @@ void register_block_commands(CommandTable& table);   // block_commands.cpp
 void register_export_commands(CommandTable& table);  // export_commands.cpp
 void register_create_commands(CommandTable& table);  // create_commands.cpp
 void register_stats_commands(CommandTable& table);   // stats_commands.cpp
+void register_throttle_commands(CommandTable& table);  // throttle_commands.cpp
 // The bitmap commands and `transaction` share a management lock: see
 // transaction_actions.h (register_bitmap_commands, register_transaction_commands).
 

@@ -1,4 +1,4 @@
-// Block graph subcommands: nodes, node add file|raw|qcow2, node del.
+// Block graph subcommands: nodes, node add file|raw|qcow2|throttle, node throttle, node del.
 #include <filesystem>
 
 #include "server/fleecectl/output.h"
@@ -123,6 +123,83 @@ int run_add_qcow2(CliContext& ctx, ArgParser& args, const Subcommand& self) {
   return r ? ctx.done(*r) : ctx.failure();
 }
 
+// The throttle limit options (--bps-read 10M ...), in the order of the limit keys.
+constexpr const char* kThrottleOptions[] = {
+    "bps-total",  "bps-total-max",  "bps-total-max-length",  "bps-read",  "bps-read-max",
+    "bps-read-max-length",  "bps-write",  "bps-write-max",  "bps-write-max-length",
+    "iops-total", "iops-total-max", "iops-total-max-length", "iops-read", "iops-read-max",
+    "iops-read-max-length", "iops-write", "iops-write-max", "iops-write-max-length",
+    "iops-size"};
+
+// Reads the limit options given into `limits` (byte rates and iops-size take K, M, G, T;
+// the others are plain numbers). False after recording a usage error.
+bool throttle_options(ArgParser& args, json& limits) {
+  for (const char* key : kThrottleOptions) {
+    auto text = args.option(key);
+    if (!text) continue;
+    const std::string k = key;
+    const bool bytes = (k.rfind("bps-", 0) == 0 && k.find("-length") == std::string::npos) ||
+                       k == "iops-size";
+    std::optional<uint64_t> v;
+    if (bytes) {
+      v = parse_size(*text);
+    } else if (!text->empty() && text->find_first_not_of("0123456789") == std::string::npos &&
+               text->size() < 19) {
+      v = std::stoull(*text);
+    }
+    if (!v) {
+      args.fail("bad --" + k + " " + *text + (bytes ? " (a size: 10M, 1G...)" : " (a number)"));
+      return false;
+    }
+    limits[k] = *v;
+  }
+  return true;
+}
+
+int run_add_throttle(CliContext& ctx, ArgParser& args, const Subcommand& self) {
+  bool read_only = args.flag("read-only");
+  auto file = args.option("file");
+  json limits = json::object();
+  throttle_options(args, limits);
+  std::string name = args.positional("NAME");
+  if (!file) args.fail("missing --file NODE|FILENAME");
+  if (!args.finish()) return ctx.usage_error(args.error(), self.synopsis);
+  json a = {{"driver", "throttle"}, {"node-name", name}, {"read-only", read_only},
+            {"limits", limits}};
+  if (!child_ref(ctx, *file, a["file"])) return ctx.failure();
+  auto r = ctx.call("blockdev-add", a);
+  return r ? ctx.done(*r) : ctx.failure();
+}
+
+// Changes the limits given and keeps the others (read back from the node); --clear
+// starts from no limits.
+int run_throttle(CliContext& ctx, ArgParser& args, const Subcommand& self) {
+  bool clear = args.flag("clear");
+  json given = json::object();
+  throttle_options(args, given);
+  std::string name = args.positional("NAME");
+  if (!args.finish()) return ctx.usage_error(args.error(), self.synopsis);
+  json limits = json::object();
+  if (!clear) {
+    auto nodes = ctx.call("query-named-block-nodes", {{"flat", true}});
+    if (!nodes) return ctx.failure();
+    for (const auto& n : *nodes) {
+      if (cell(n, "node-name") == name && n.contains("throttle-limits")) {
+        limits = n["throttle-limits"];
+      }
+    }
+  }
+  for (const auto& [k, v] : given.items()) limits[k] = v;
+  // Keys at their defaults are left out: the daemon's defaults apply.
+  json sent = json::object();
+  for (const auto& [k, v] : limits.items()) {
+    const bool is_length = k.find("-max-length") != std::string::npos;
+    if (v.is_number_unsigned() && v.get<uint64_t>() != (is_length ? 1u : 0u)) sent[k] = v;
+  }
+  auto r = ctx.call("block-set-throttle", {{"node-name", name}, {"limits", sent}});
+  return r ? ctx.done(*r) : ctx.failure();
+}
+
 int run_del(CliContext& ctx, ArgParser& args, const Subcommand& self) {
   std::string name = args.positional("NAME");
   if (!args.finish()) return ctx.usage_error(args.error(), self.synopsis);
@@ -150,6 +227,20 @@ void register_node_subcommands(SubcommandTable& table) {
              "a qcow2 node over an existing node or a file; without --backing the chain the "
              "image header names is opened",
              run_add_qcow2});
+  table.add({{"node", "add", "throttle"},
+             "node add throttle NAME --file NODE|FILENAME [--read-only] [--bps-read N] "
+             "[--bps-write N] [--bps-total N] [--iops-read N] [--iops-write N] "
+             "[--iops-total N] [--<limit>-max N] [--<limit>-max-length SECONDS] "
+             "[--iops-size N]",
+             "a throttle filter over an existing node or a file (byte rates take K, M, G, T)",
+             run_add_throttle});
+  table.add({{"node", "throttle"},
+             "node throttle NAME [--clear] [--bps-read N] [--bps-write N] [--bps-total N] "
+             "[--iops-read N] [--iops-write N] [--iops-total N] [--<limit>-max N] "
+             "[--<limit>-max-length SECONDS] [--iops-size N]",
+             "change a throttle node's limits now (block-set-throttle); limits not given "
+             "stay as they are, --clear starts from none",
+             run_throttle});
   table.add({{"node", "del"}, "node del NAME", "close node NAME (blockdev-del)", run_del});
 }
 

@@ -103,7 +103,7 @@ const BadConfig kBadConfigs[] = {
     {"FilenameIsMap", "nodes:\n  - node-name: a\n    driver: file\n    filename: { x: 1 }\n", 4,
      "nodes[0].filename", "expected a string, got a map"},
     {"UnknownDriver", "nodes:\n  - node-name: a\n    driver: vmdk\n    file: b\n", 3,
-     "nodes[0].driver", "unknown driver 'vmdk' (known drivers: file, raw, qcow2)"},
+     "nodes[0].driver", "unknown driver 'vmdk' (known drivers: file, raw, qcow2, throttle)"},
     {"UnknownFileKey",
      "nodes:\n  - node-name: a\n    driver: file\n    filenme: /x\n    filename: /x\n", 4,
      "nodes[0]", "unknown key 'filenme' (did you mean 'filename'?)"},
