@@ -5,8 +5,9 @@ the plain one runs much faster. An IOPS limit set up over the control socket
 (blockdev-add driver=throttle + block-export-add) holds 4 KiB random reads to within 10%
 of iops-read 500. block-set-throttle (and `fleecectl node throttle`) change the limits
 of a running read stream within a second, query-named-block-nodes shows them, the data
-read through the throttle equals the file, and bad limits in the YAML are reported with
-file:line."""
+read through the throttle equals the file, writes through a writable throttle node are
+limited and marked in the child's dirty bitmap, which the throttle node's export offers,
+and bad limits in the YAML are reported with file:line."""
 
 import json
 import os
@@ -17,7 +18,8 @@ import time
 import nbd
 import pytest
 
-from fleece_harness import FLEECED, Daemon, Qmp
+from fleece_harness import (FLEECED, Daemon, Qmp, dirty_bitmap_context, dirty_granules_of,
+                            nbdinfo_extents, query_dirty_bitmaps)
 
 MiB = 1 << 20
 DISK = 256 * MiB
@@ -202,6 +204,38 @@ def test_reads_through_the_throttle_equal_the_file(daemon):
         assert h.pread(65536, 5 * MiB) == b"\xab" * 65536
     finally:
         h.shutdown()
+
+
+def test_writes_through_a_throttle_node_mark_the_childs_bitmap_which_its_export_offers(daemon):
+    """A writable throttle node over a node with a dirty bitmap: its export offers the
+    child's bitmap, and writes through it are throttled and marked on the child."""
+    image = daemon.dir / "small.img"
+    with open(image, "wb") as f:
+        f.truncate(16 * MiB)
+    with Qmp(daemon.control_sock) as q:
+        for cmd, args in [
+                ("blockdev-add", {"driver": "file", "node-name": "small", "filename": str(image)}),
+                ("block-dirty-bitmap-add", {"node": "small", "name": "b", "persistent": False}),
+                ("blockdev-add", {"driver": "throttle", "node-name": "small-slow", "file": "small",
+                                  "limits": {"iops-write": 20}}),
+                ("block-export-add", {"type": "nbd", "id": "small-slow", "name": "small-slow",
+                                      "node-name": "small-slow", "writable": True,
+                                      "bitmaps": ["b"]})]:
+            r = q.cmd(cmd, args)
+            assert r == {"return": {}}, (cmd, r)
+        h = nbd.NBD()
+        h.connect_uri(daemon.uri("small-slow"))
+        start = time.monotonic()
+        for i in range(12):  # 20 IOPS: 2 in the bucket, then one per 50 ms
+            h.pwrite(b"\x5a" * 4096, (i * 256 + 3) * 4096)
+        took = time.monotonic() - start
+        h.shutdown()
+        assert 0.4 <= took <= 1.5, f"12 writes took {took:.2f} s"
+        extents = nbdinfo_extents(daemon.uri("small-slow"), dirty_bitmap_context("b"))
+        assert dirty_granules_of(extents, 65536, 16 * MiB) == {(i * 256 + 3) * 4096 // 65536
+                                                              for i in range(12)}
+        assert query_dirty_bitmaps(q, "small")["b"]["count"] == 12 * 65536
+        assert q.cmd("block-export-del", {"id": "small-slow"}) == {"return": {}}
 
 
 def test_bad_limits_in_the_config_are_reported_with_their_line(tmp_path):
