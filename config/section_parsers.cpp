@@ -53,6 +53,11 @@ void parse_allow_list(MapReader& m, std::vector<std::string>& out) {
                    describe_yaml(v));
     return;
   }
+  if (v.size() == 0) {  // stored empty, it would mean "everyone": say so instead
+    diag.error(m.where_of("allow"), path,
+               "is empty; leave 'allow' out to admit every client, or list who may connect");
+    return;
+  }
   for (size_t i = 0; i < v.size(); ++i) {
     const std::string item_path = index_path(path, i);
     SourceLocation at = diag.where(v[i]);

@@ -69,6 +69,10 @@ std::optional<std::vector<std::string>> read_allow(ArgReader& r) {
     r.fail_type("allow", "array");
     return out;
   }
+  if (v->empty()) {  // stored empty, it would mean "everyone"
+    r.fail(generic_error("Invalid parameter 'allow': empty (leave it out to admit every client)"));
+    return out;
+  }
   for (size_t i = 0; i < v->size(); ++i) {
     const json& item = (*v)[i];
     const std::string key = "allow[" + std::to_string(i) + "]";

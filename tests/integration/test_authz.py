@@ -212,3 +212,6 @@ def test_block_export_add_with_allow(env):
         r = q.cmd("block-export-add", {"type": "nbd", "id": "bad", "node-name": "d",
                                        "allow": [{"address": "10.0.0.0/99"}]})
         assert "prefix length" in r["error"]["desc"], r
+        r = q.cmd("block-export-add", {"type": "nbd", "id": "bad", "node-name": "d",
+                                       "allow": []})
+        assert "empty" in r["error"]["desc"], r
