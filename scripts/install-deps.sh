@@ -14,7 +14,7 @@ packages=(
   clang libclang-rt-14-dev
   nbdkit fio qemu-system-common python3-pytest
   e2fsprogs fuse2fs fuse3
-  systemd dpkg-dev groff-base
+  systemd dpkg-dev groff-base openssl
 )
 
 missing=()
