@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fleecing benchmarks, run on demand, not in CI (about 10 minutes; --quick about 2).
+# Fleecing benchmarks, run on demand, not in CI (about 10 minutes on an idle box; --quick
+# about 1).
 #
 # (1) Random 4 KiB write IOPS (fio's nbd engine, queue depth 32, 1 and 4 connections) on
 #     the live export of one raw disk in /dev/shm, side by side:
@@ -84,7 +85,7 @@ while [ $# -gt 0 ]; do
     --output) out=$2; shift ;;
     --keep) keep=1 ;;
     --perf) perf_pass=1 ;;
-    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
     *) echo "fleece_bench: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
