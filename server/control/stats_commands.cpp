@@ -89,6 +89,25 @@ json operations_json(const blockcore::IoStatsSnapshot& io) {
   return ops;
 }
 
+// An export's NBD-level counters: requests and error replies per NBD command.
+json export_json(const m::ExportStats& e) {
+  json requests = json::object();
+  json errors = json::object();
+  for (size_t c = 0; c < server::ExportCountersSnapshot::kCommands; ++c) {
+    const char* name = m::nbd_command_label(static_cast<uint16_t>(c));
+    if (name == nullptr) continue;
+    requests[name] = e.nbd.requests[c];
+    errors[name] = e.nbd.errors[c];
+  }
+  return json{{"name", e.name},
+              {"connections", e.connections},
+              {"connections-total", e.nbd.connections},
+              {"read-bytes", e.nbd.bytes_read},
+              {"write-bytes", e.nbd.bytes_written},
+              {"requests", std::move(requests)},
+              {"errors", std::move(errors)}};
+}
+
 json node_json(const m::NodeStats& n, const m::StatsSnapshot& s) {
   json bitmaps = json::array();
   for (const m::BitmapStats& b : n.bitmaps) {
@@ -111,7 +130,7 @@ json node_json(const m::NodeStats& n, const m::StatsSnapshot& s) {
   json exports = json::array();
   for (const m::ExportStats& e : s.exports) {
     if (e.node_name != n.node_name) continue;
-    exports.push_back(json{{"name", e.name}, {"connections", e.connections}});
+    exports.push_back(export_json(e));
   }
   return json{{"node-name", n.node_name},
               {"driver", n.driver},

@@ -21,6 +21,7 @@
 #include "blockcore/base/status.h"
 #include "blockcore/bitmap/dirty_bitmap.h"
 #include "blockcore/block_node.h"
+#include "server/export/export_counters.h"
 
 namespace server {
 
@@ -36,6 +37,8 @@ struct Export {
   std::vector<std::shared_ptr<const blockcore::DirtyBitmap::BusyGuard>> bitmap_uses;
   bool allocation_depth = false;     // offers qemu:allocation-depth
   std::vector<std::string> allow;    // client identities allowed; empty = everyone
+  // What NBD clients did with this export (counted by the NBD layer; never null).
+  std::shared_ptr<ExportCounters> counters = std::make_shared<ExportCounters>();
   std::string node_name() const { return root ? root->name() : std::string(); }
   // The bitmap offered as qemu:dirty-bitmap:`bitmap_name`, or null.
   blockcore::DirtyBitmapPtr bitmap(std::string_view bitmap_name) const {

@@ -132,6 +132,44 @@ void export_and_fleece_families(Writer& w, const StatsSnapshot& s) {
     w.sample("fleece_export_connections", {{"export", e.name}, {"node", e.node_name}},
              e.connections);
   }
+  w.family("fleece_export_connections_total", "counter",
+           "NBD clients that opened an export (since it was defined).");
+  for (const ExportStats& e : s.exports) {
+    w.sample("fleece_export_connections_total", {{"export", e.name}, {"node", e.node_name}},
+             e.nbd.connections);
+  }
+  w.family("fleece_export_requests_total", "counter", "NBD requests executed for an export.");
+  for (const ExportStats& e : s.exports) {
+    for (size_t c = 0; c < ExportCountersSnapshot::kCommands; ++c) {
+      const char* op = nbd_command_label(static_cast<uint16_t>(c));
+      if (op != nullptr) {
+        w.sample("fleece_export_requests_total",
+                 {{"export", e.name}, {"node", e.node_name}, {"op", op}}, e.nbd.requests[c]);
+      }
+    }
+  }
+  w.family("fleece_export_errors_total", "counter",
+           "NBD error replies of an export (including requests refused by validation).");
+  for (const ExportStats& e : s.exports) {
+    for (size_t c = 0; c < ExportCountersSnapshot::kCommands; ++c) {
+      const char* op = nbd_command_label(static_cast<uint16_t>(c));
+      if (op != nullptr) {
+        w.sample("fleece_export_errors_total",
+                 {{"export", e.name}, {"node", e.node_name}, {"op", op}}, e.nbd.errors[c]);
+      }
+    }
+  }
+  w.family("fleece_export_read_bytes_total", "counter", "Bytes NBD clients read from an export.");
+  for (const ExportStats& e : s.exports) {
+    w.sample("fleece_export_read_bytes_total", {{"export", e.name}, {"node", e.node_name}},
+             e.nbd.bytes_read);
+  }
+  w.family("fleece_export_write_bytes_total", "counter",
+           "Bytes NBD clients wrote to an export.");
+  for (const ExportStats& e : s.exports) {
+    w.sample("fleece_export_write_bytes_total", {{"export", e.name}, {"node", e.node_name}},
+             e.nbd.bytes_written);
+  }
   w.family("fleece_fleece_overlay_bytes", "gauge", "Space a fleece's overlay file takes.");
   for (const FleeceStats& f : s.fleeces) {
     w.sample("fleece_fleece_overlay_bytes", {{"id", f.id}, {"node", f.node_name}},

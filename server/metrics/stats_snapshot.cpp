@@ -19,6 +19,19 @@ NodeStats node_stats(const blockcore::BlockNode& node) {
 
 }  // namespace
 
+const char* nbd_command_label(uint16_t command) {
+  switch (command) {
+    case 0: return "read";
+    case 1: return "write";
+    case 3: return "flush";
+    case 4: return "trim";
+    case 5: return "cache";
+    case 6: return "write-zeroes";
+    case 7: return "block-status";
+  }
+  return nullptr;
+}
+
 StatsSnapshot collect_stats(const StatsSources& from, const std::optional<std::string>& node_name) {
   StatsSnapshot s;
   for (const blockcore::BlockNodePtr& node : from.graph.nodes()) {
@@ -32,6 +45,7 @@ StatsSnapshot collect_stats(const StatsSources& from, const std::optional<std::s
     x.node_name = e->node_name();
     x.writable = e->writable;
     x.connections = from.export_clients ? from.export_clients(*e) : 0;
+    if (e->counters) x.nbd = e->counters->snapshot();
     s.exports.push_back(std::move(x));
   }
   if (from.fleeces != nullptr) {

@@ -15,6 +15,7 @@
 #include "backup/fleece_manager.h"
 #include "blockcore/graph.h"
 #include "blockcore/stats/io_stats.h"
+#include "server/export/export_counters.h"
 #include "server/export/export_registry.h"
 
 namespace server::metrics {
@@ -40,6 +41,7 @@ struct ExportStats {
   std::string node_name;
   bool writable = false;
   size_t connections = 0;  // NBD clients past the handshake now
+  ExportCountersSnapshot nbd;  // counted by the NBD layer (export_counters.h)
 };
 
 struct FleeceStats {
@@ -65,6 +67,10 @@ struct StatsSources {
   const backup::FleeceManager* fleeces = nullptr;
   std::function<size_t(const Export&)> export_clients;  // unset: 0
 };
+
+// The label of NBD command `command` in export counters ("read", "write", "flush", "trim",
+// "cache", "write-zeroes", "block-status"); nullptr for NBD_CMD_DISC and unknown ones.
+const char* nbd_command_label(uint16_t command);
 
 // Every node, export and fleece; with `node_name`, only that node, the exports of it and
 // the fleeces of it.

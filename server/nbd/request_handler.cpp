@@ -26,7 +26,9 @@ bool all_zero(const std::byte* p, size_t n) {
 }  // namespace
 
 RequestHandler::RequestHandler(const NegotiatedSession& session, BufferPool& pool)
-    : session_(session), pool_(pool), root_(*session.exp->root) {}
+    : session_(session), pool_(pool), root_(*session.exp->root) {
+  session.exp->counters->connection();
+}
 
 size_t RequestHandler::append_chunk_header(RequestSlot& slot, uint16_t flags, uint16_t type,
                                            uint32_t length) {
@@ -42,6 +44,7 @@ void RequestHandler::reply_ok(RequestSlot& slot) {
 }
 
 void RequestHandler::reply_error(RequestSlot& slot, uint32_t nbd_error, std::string_view message) {
+  session_.exp->counters->error(slot.req.type);
   slot.clear_reply();
   slot.data.reset();
   if (!session_.structured) {
@@ -107,6 +110,7 @@ Task<Status> RequestHandler::write_range(uint64_t off, std::span<const std::byte
 }
 
 Task<void> RequestHandler::handle(RequestSlot& slot) {
+  session_.exp->counters->request(slot.req.type);
   int failure = 0;
   try {
     co_await dispatch(slot);
@@ -132,6 +136,7 @@ Task<void> RequestHandler::dispatch(RequestSlot& slot) {
       Status s = co_await write_range(r.offset, slot.data.span(r.length), fua_flag(slot));
       slot.data.reset();  // back to the pool before the reply is even queued
       if (s.is_ok()) stats_.bytes_written += r.length;
+      if (s.is_ok()) session_.exp->counters->written(r.length);
       reply_status(slot, co_await finish_fua(slot, std::move(s)));
       co_return;
     }
@@ -179,6 +184,7 @@ Task<void> RequestHandler::handle_read(RequestSlot& slot) {
     co_return;
   }
   stats_.bytes_read += r.length;
+  session_.exp->counters->read(r.length);
   if (session_.structured) {
     build_read_chunks(slot);
   } else {

@@ -159,7 +159,14 @@ def test_blockstats_count_exactly_what_clients_did(daemon):
         b = s["dirty-bitmaps"]
         assert [x["name"] for x in b] == ["b"]
         assert b[0]["dirty-bytes"] == 3 * G + G + 2 * G
-        assert s["exports"] == [{"name": "disk0", "connections": 1}]
+        e = s["exports"]
+        assert [x["name"] for x in e] == ["disk0"]
+        e = e[0]
+        assert (e["connections"], e["connections-total"]) == (1, 1)
+        assert (e["read-bytes"], e["write-bytes"]) == (8192 + G, 3 * 4096)
+        assert e["requests"] == {"read": 2, "write": 3, "flush": 1, "trim": 1, "cache": 0,
+                                 "write-zeroes": 1, "block-status": 0}
+        assert sum(e["errors"].values()) == 0
 
         # An out-of-range read is refused by the NBD layer before any node sees it: the
         # client gets an error, the node's counters do not move (docs/metrics.md).
@@ -169,6 +176,10 @@ def test_blockstats_count_exactly_what_clients_did(daemon):
         st2 = node_stats(q)["stats"]
         assert (st2["rd_operations"], st2["invalid_rd_operations"],
                 st2["failed_rd_operations"]) == (2, 0, 0)
+        # ... but the export's NBD-level counters show the error reply.
+        e2 = node_stats(q)["exports"][0]
+        assert (e2["errors"]["read"], e2["requests"]["read"], e2["read-bytes"]) == \
+            (1, 2, 8192 + G)
         h.pread(4096, 0)
         assert node_stats(q)["stats"]["rd_operations"] == 3
 
@@ -218,6 +229,17 @@ def test_prometheus_endpoint_matches_blockstats_and_shows_fleeces(daemon):
             assert abs(metric(m, "fleece_node_latency_seconds_sum", node="disk0", op=op)
                        - o["total-time-ns"] / 1e9) < 1e-6
         assert metric(m, "fleece_export_connections", export="disk0", node="disk0") == 1
+        ex = st["exports"][0]
+        assert metric(m, "fleece_export_connections_total", export="disk0", node="disk0") == 1
+        assert metric(m, "fleece_export_read_bytes_total", export="disk0", node="disk0") == \
+            ex["read-bytes"] == 5 * 4096
+        assert metric(m, "fleece_export_write_bytes_total", export="disk0", node="disk0") == \
+            6 * G
+        for op, n in ex["requests"].items():
+            assert metric(m, "fleece_export_requests_total", export="disk0", node="disk0",
+                          op=op) == n
+            assert metric(m, "fleece_export_errors_total", export="disk0", node="disk0",
+                          op=op) == ex["errors"][op] == 0
         assert metric(m, "fleece_bitmap_dirty_bytes", node="disk0", bitmap="b") == \
             st["dirty-bitmaps"][0]["dirty-bytes"]
         assert fl["copied-bytes"] >= 2 * G

@@ -31,7 +31,12 @@ StatsSnapshot sample_snapshot() {
   rd.latency.counts[blockcore::LatencyHistogram::kFiniteBuckets] = 1;
   n.bitmaps.push_back(BitmapStats{"nightly", 65536, 65536, true});
   s.nodes.push_back(n);
-  s.exports.push_back(ExportStats{"vm \"a\"", "disk0", true, 2});
+  ExportStats e{"vm \"a\"", "disk0", true, 2, {}};
+  e.nbd.connections = 5;
+  e.nbd.requests[0] = 7;  // NBD_CMD_READ
+  e.nbd.errors[0] = 1;
+  e.nbd.bytes_read = 28672;
+  s.exports.push_back(e);
   FleeceStats f;
   f.id = "backup";
   f.node_name = "disk0";
@@ -73,6 +78,13 @@ TEST(PrometheusTextTest, CountersMatchTheSnapshot) {
   EXPECT_TRUE(has("fleece_node_requests_total{node=\"disk0\",op=\"write\"} 0"));
   EXPECT_TRUE(has("fleece_bitmap_dirty_bytes{node=\"disk0\",bitmap=\"nightly\"} 65536"));
   EXPECT_TRUE(has("fleece_export_connections{export=\"vm \\\"a\\\"\",node=\"disk0\"} 2"));
+  EXPECT_TRUE(has("fleece_export_connections_total{export=\"vm \\\"a\\\"\",node=\"disk0\"} 5"));
+  EXPECT_TRUE(
+      has("fleece_export_requests_total{export=\"vm \\\"a\\\"\",node=\"disk0\",op=\"read\"} 7"));
+  EXPECT_TRUE(
+      has("fleece_export_errors_total{export=\"vm \\\"a\\\"\",node=\"disk0\",op=\"read\"} 1"));
+  EXPECT_TRUE(has("fleece_export_read_bytes_total{export=\"vm \\\"a\\\"\",node=\"disk0\"} 28672"));
+  EXPECT_EQ(text.find("op=\"disc\""), std::string::npos);
   EXPECT_TRUE(has("fleece_fleece_overlay_bytes{id=\"backup\",node=\"disk0\"} 131072"));
   EXPECT_TRUE(has("fleece_fleece_copied_bytes{id=\"backup\",node=\"disk0\"} 65536"));
   EXPECT_TRUE(has("fleece_fleece_broken{id=\"backup\",node=\"disk0\"} 1"));
