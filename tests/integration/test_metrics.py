@@ -330,3 +330,40 @@ def test_bad_metrics_section_is_refused_with_its_line(tmp_path, section, message
     out = r.stdout + r.stderr
     assert f"{cfg}:5:" in out or f"{cfg}:6:" in out, out
     assert message in out, out
+
+
+def free_tcp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_endpoint_on_a_local_tcp_address(tmp_path):
+    make_image(tmp_path / "disk0.img", MiB)
+    port = free_tcp_port()
+    cfg = (CONFIG.replace('unix: "{dir}/metrics.sock"', f"listen: 127.0.0.1:{port}")
+           .replace("bitmaps:\n  - {{ node: disk0, name: b, persistent: false, "
+                    "granularity: 65536 }}\n", "")
+           .replace('fleecing:\n  overlay-dir: "{dir}/overlays"\n', ""))
+    with Daemon(tmp_path, config=cfg) as d:
+        h = connect(d)
+        h.pread(4096, 0)
+        c = None
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                c.request("GET", "/metrics")
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        r = c.getresponse()
+        m = parse_exposition(r.read().decode())
+        assert r.status == 200
+        assert metric(m, "fleece_node_read_bytes_total", node="disk0") == 4096
+        assert metric(m, "fleece_export_read_bytes_total", export="disk0", node="disk0") == 4096
+        assert f"metrics: serving GET /metrics on tcp:127.0.0.1:{port}" in d.log_text()
+        h.shutdown()
