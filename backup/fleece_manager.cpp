@@ -16,11 +16,18 @@ using blockcore::Task;
 
 namespace {
 
-// Copy unit of a snapshot: small enough that a 4 KiB guest write copies little, large
-// enough that the copied-granule map of a 1 TiB disk stays at 2 MiB.
-constexpr uint64_t kDefaultGranularity = 64 * 1024;
+// The default copy unit (see the header) keeps each granule map (copied, released)
+// at 8 MiB at most.
+constexpr uint64_t kMinGranularity = 4096;
+constexpr uint64_t kMaxGranules = uint64_t{1} << 26;
 
 }  // namespace
+
+uint64_t default_copy_granularity(uint64_t disk_size, uint64_t request_alignment) {
+  uint64_t g = std::max(kMinGranularity, request_alignment);
+  while ((disk_size + g - 1) / g > kMaxGranules) g *= 2;
+  return g;
+}
 
 uint64_t Fleece::overlay_bytes() const { return overlay ? overlay->allocated_bytes() : 0; }
 
@@ -78,7 +85,7 @@ Task<Result<FleecePtr>> FleeceManager::start(const FleeceRequest& req) {
 
   blockcore::CbwOptions cbw = req.cbw;
   if (cbw.granularity == 0) {
-    cbw.granularity = std::max<uint64_t>(kDefaultGranularity, live.info().request_alignment);
+    cbw.granularity = default_copy_granularity(live.size(), live.info().request_alignment);
   }
   Result<std::shared_ptr<blockcore::FileNode>> overlay =
       create_overlay(req.overlay_dir, req.id, live.size(), pool_);

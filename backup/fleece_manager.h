@@ -39,12 +39,20 @@
 
 namespace backup {
 
+// The copy unit of a snapshot when the request leaves it open: a guest page (4 KiB, or
+// the node's request alignment if larger), so a 4 KiB write copies 4 KiB of old data —
+// not a whole 64 KiB cluster: reading, allocating and writing 16 times what the guest
+// wrote is what makes the first write to a cluster slow, and fills the overlay 16 times
+// faster — doubled only while the granule maps would pass 8 MiB each (4 KiB granules up
+// to 256 GiB, 16 KiB for 1 TiB).
+uint64_t default_copy_granularity(uint64_t disk_size, uint64_t request_alignment);
+
 struct FleeceRequest {
   std::string id;
   blockcore::BlockNodePtr live;
   std::optional<std::string> bitmap;  // rotated: frozen copy on the view, live restarts
   std::string overlay_dir;            // required
-  blockcore::CbwOptions cbw;          // granularity 0 = the default
+  blockcore::CbwOptions cbw{.granularity = 0};  // granularity 0: chosen by the disk size
 };
 
 struct Fleece {

@@ -128,7 +128,9 @@ TEST_F(FleeceManagerTest, StartLeavesNoVisibleOverlayAndExportsTheSnapshot) {
   EXPECT_LT(before, kG);
   write(0, 4096, 2);
   write(10 * kG, 3 * kG, 3);
-  EXPECT_GE(f->overlay_bytes(), before + 4 * kG);  // 4 granules of old data copied
+  // Old data copied in 4 KiB granules: 4 KiB for the first write, 3 * 64 KiB for the second.
+  EXPECT_EQ(f->snapshot->copied_bytes(), 4096 + 3 * kG);
+  EXPECT_GE(f->overlay_bytes(), before + 4096 + 3 * kG);
   EXPECT_EQ(read(*f->view, 0, kSize), bytes(kSize, 1));
   EXPECT_EQ(read(*live_, 0, 4096), bytes(4096, 2));
   // The view refuses writes.
@@ -300,16 +302,26 @@ TEST_F(FleeceManagerTest, TwoFleecesOfOneNodeHaveTheirOwnLifetimes) {
   EXPECT_EQ(live_->write_interceptor(), nullptr);
 }
 
+TEST(FleeceCopyGranularity, APageUnlessTheGranuleMapsWouldPass8MiB) {
+  constexpr uint64_t GiB = uint64_t{1} << 30;
+  EXPECT_EQ(default_copy_granularity(64 * kG, 1), 4096u);
+  EXPECT_EQ(default_copy_granularity(256 * GiB, 512), 4096u);
+  EXPECT_EQ(default_copy_granularity(256 * GiB + 1, 1), 8192u);
+  EXPECT_EQ(default_copy_granularity(1024 * GiB, 1), 16384u);
+  EXPECT_EQ(default_copy_granularity(64 * kG, 65536), 65536u);  // the node's alignment
+}
+
 TEST_F(FleeceManagerTest, ABrokenSnapshotIsReportedOnceAndStaysListed) {
   FleeceRequest r = request("small");
-  r.cbw.overlay_limit = kG;
+  r.cbw.overlay_limit = 8192;
   FleecePtr f = start_ok(r);
   ASSERT_TRUE(f);
-  EXPECT_EQ(f->snapshot->options().granularity, kG);  // the default
+  EXPECT_EQ(f->snapshot->options().granularity, 4096u);  // the default for a small disk
   write(0, 512, 2);
+  write(5 * kG, 512, 2);
   EXPECT_TRUE(broken_.empty());
-  write(5 * kG, 512, 2);  // a second granule passes the limit
-  write(9 * kG, 512, 2);
+  write(9 * kG, 512, 2);  // a third granule passes the limit
+  write(13 * kG, 512, 2);
   ASSERT_EQ(broken_.size(), 1u);
   EXPECT_EQ(broken_[0].id, "small");
   EXPECT_EQ(broken_[0].node, "disk0");

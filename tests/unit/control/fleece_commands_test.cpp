@@ -85,8 +85,8 @@ TEST_F(FleeceCommandsTest, StartExportsTheViewReadOnlyWithTheFrozenBitmap) {
   EXPECT_EQ(list[0]["copied-bytes"], 0);
   EXPECT_FALSE(list[0].contains("reason"));
 
-  write(kG, 512);  // copies one granule
-  EXPECT_EQ(ok("query-fleeces")[0]["copied-bytes"], kG);
+  write(kG, 512);  // copies one 4 KiB granule
+  EXPECT_EQ(ok("query-fleeces")[0]["copied-bytes"], 4096);
 
   // The live node cannot go while a fleece uses it.
   EXPECT_NE(err("blockdev-del", {{"node-name", "disk0"}}).find("fleece 'f1'"), std::string::npos);
@@ -173,7 +173,7 @@ TEST_F(FleeceCommandsTest, TransactionRollsBackAFleeceWhenALaterActionFails) {
 }
 
 TEST_F(FleeceCommandsTest, OverlayLimitBreaksTheSnapshotWithAnEvent) {
-  ok("fleece-start", {{"id", "f1"}, {"node", "disk0"}, {"overlay-limit", kG}});
+  ok("fleece-start", {{"id", "f1"}, {"node", "disk0"}, {"overlay-limit", 4096}});
   write(0, 512);
   write(4 * kG, 512);  // over the limit: the live write succeeds, the snapshot breaks
   json list = ok("query-fleeces");
