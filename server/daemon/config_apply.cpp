@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "blockcore/filters/throttle_node.h"
 #include "server/export/export_bitmaps.h"
 
 namespace server::daemon {
@@ -54,6 +55,23 @@ Result<ExportPtr> ConfigApplier::make_export(const config::ExportConfig& ec,
                                        s.message() + where);
   }
   return ExportPtr(std::move(e));
+}
+
+bool ConfigApplier::retune_throttle(const std::string& name, NodeSpec& applied,
+                                    const NodeSpec& want, Status& error) {
+  NodeSpec same_limits = applied;
+  same_limits.throttle = want.throttle;
+  if (applied.driver != "throttle" || !blockcore::equivalent(same_limits, want)) return false;
+  auto* node = dynamic_cast<blockcore::ThrottleNode*>(graph_.find(name).get());
+  if (!node) return false;
+  error = node->set_limits(want.throttle);
+  if (error.is_ok()) {
+    applied.throttle = want.throttle;
+    spdlog::info("reload: node '{}' has new throttle limits", name);
+  } else {
+    error = error.with_context("node '" + name + "'");
+  }
+  return true;
 }
 
 Status ConfigApplier::add_nodes(const std::vector<const NodeSpec*>& specs,
@@ -148,10 +166,25 @@ asio::awaitable<Status> ConfigApplier::apply_reload(const config::Config& cfg,
   std::map<std::string, const config::ExportConfig*> want_exports;
   for (const auto& e : cfg.exports) want_exports.emplace(e.name, &e);
 
-  // Nodes that go away or change (a changed node is closed and opened again).
+  Status result;
+  auto note = [&](const Status& s) {
+    if (!s.is_ok()) {
+      spdlog::error("reload: {}", s.to_string());
+      if (result.is_ok()) result = s;
+    }
+  };
+
+  // Nodes that go away or change (a changed node is closed and opened again) — except a
+  // throttle node whose limits alone changed: they apply in place, no client drops.
   std::set<std::string> drop_nodes;
-  for (const auto& [name, spec] : applied_nodes_) {
+  for (auto& [name, spec] : applied_nodes_) {
     auto it = want_nodes.find(name);
+    if (it != want_nodes.end() && !blockcore::equivalent(spec, *it->second)) {
+      Status retuned;
+      const bool in_place = retune_throttle(name, spec, *it->second, retuned);
+      note(retuned);
+      if (in_place) continue;
+    }
     if (it == want_nodes.end() || !blockcore::equivalent(spec, *it->second)) {
       drop_nodes.insert(name);
     }
@@ -181,14 +214,6 @@ asio::awaitable<Status> ConfigApplier::apply_reload(const config::Config& cfg,
       drop_exports.insert(name);
     }
   }
-
-  Status result;
-  auto note = [&](const Status& s) {
-    if (!s.is_ok()) {
-      spdlog::error("reload: {}", s.to_string());
-      if (result.is_ok()) result = s;
-    }
-  };
 
   for (const auto& name : drop_exports) {
     remove_export(name);

@@ -47,6 +47,11 @@ class ConfigApplier {
   blockcore::Status add_export(const config::ExportConfig& ec);
   // Withdraws an export (its connections close) and drops its use of the node.
   void remove_export(const std::string& name);
+  // A reload that changes only a throttle node's limits: applied to the open node (its
+  // exports and connections stay). False when the node must be reopened instead; true
+  // when handled, with `error` set if the new limits were refused.
+  bool retune_throttle(const std::string& name, blockcore::NodeSpec& applied,
+                       const blockcore::NodeSpec& want, blockcore::Status& error);
   // Adds nodes in an order where every reference is already open.
   blockcore::Status add_nodes(const std::vector<const blockcore::NodeSpec*>& specs,
                               std::vector<std::string>& added);

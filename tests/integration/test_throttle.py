@@ -185,6 +185,44 @@ def test_limit_changes_at_run_time_take_effect_within_a_second(daemon):
     assert node["throttle-limits"]["bps-total"] == 0
 
 
+def test_a_reload_with_new_limits_applies_them_without_dropping_clients(daemon):
+    """SIGHUP with only the throttle node's limits changed in the YAML: the node stays
+    open, the connection reading it keeps going, and the new rate holds."""
+    import signal
+    original = daemon.config_path.read_text()
+    reader = Reader(daemon.uri("slow"))
+    reader.start()
+    try:
+        time.sleep(1.5)
+        daemon.config_path.write_text(original.replace("bps-read: 20M", "bps-read: 8M"))
+        daemon.signal(signal.SIGHUP)
+        changed = time.monotonic()
+        deadline = changed + 10
+        while "node 'slow' has new throttle limits" not in daemon.log_text():
+            assert time.monotonic() < deadline, daemon.log_text()
+            time.sleep(0.05)
+        time.sleep(3.0)
+        end = time.monotonic()
+    finally:
+        reader.stop.set()
+        reader.join(10)
+        daemon.config_path.write_text(original)
+        daemon.signal(signal.SIGHUP)
+    assert reader.error is None, reader.error  # the connection was not dropped
+    low = reader.rate(changed + 1.0, end)
+    assert 0.85 * 8 * MiB <= low <= 1.1 * 8 * MiB, f"after reload: {low / MiB:.1f} MiB/s"
+    assert "node 'slow' closed" not in daemon.log_text()
+    with Qmp(daemon.control_sock) as q:
+        deadline = time.monotonic() + 10
+        while True:  # the restoring reload is applied too
+            node = next(n for n in q.cmd("query-named-block-nodes")["return"]
+                        if n["node-name"] == "slow")
+            if node["throttle-limits"]["bps-read"] == LIMIT:
+                break
+            assert time.monotonic() < deadline, node
+            time.sleep(0.05)
+
+
 def test_reads_through_the_throttle_equal_the_file(daemon):
     h = nbd.NBD()
     h.connect_uri(daemon.uri("slow"))
