@@ -14,8 +14,10 @@
 #       qsd+cbw(raw)     the same with a sparse raw fleecing target
 #     Every sample starts its own server (so every fleece is fresh) and runs two fio jobs:
 #       fresh   WRITES random 4 KiB writes (default: a quarter of the disk's 64 KiB
-#               granules), most of them the first write into their granule, which
-#               copies the granule first; the share that copied is measured
+#               clusters), each 4 KiB block at most once: every one copies old data
+#               first in fleeced (4 KiB copy granules), and most are the first write
+#               into their 64 KiB cluster, which qsd's filter copies whole; the pages
+#               fleeced copied are counted
 #       steady  then random 4 KiB writes for a few seconds inside the first 128 MiB,
 #               after a warm-up that copies every granule there (no copies measured)
 #     Rounds interleave the variants (the order rotates); medians are reported with the
@@ -156,7 +158,7 @@ rm -rf "$raw_dir"
 mkdir -p "$raw_dir"
 samples=$raw_dir/samples.tsv
 pulls=$raw_dir/pulls.tsv
-printf 'round\tconns\tvariant\tjob\tstatus\tiops\tios\tcpu_us_per_io\tcopied_granules\tbusy\n' >"$samples"
+printf 'round\tconns\tvariant\tjob\tstatus\tiops\tios\tcpu_us_per_io\tcopied_pages\tbusy\n' >"$samples"
 printf 'layout\tround\tmethod\tseconds\tbytes\tdirty_bytes\n' >"$pulls"
 clk_tck=$(getconf CLK_TCK)
 
@@ -281,11 +283,11 @@ print(round(w["iops"]), w["total_ios"], round(cpu_us, 1))
 EOF
 }
 
-fleece_copied_granules() {  # granules fleece "bench" copied so far
+fleece_copied_pages() {  # 4 KiB pages of old data fleece "bench" copied so far
   fctl --json fleece list | python3 -c '
 import json, sys
 f = [x for x in json.load(sys.stdin) if x["id"] == "bench"]
-print(f[0]["copied-bytes"] // 65536 if f else "")'
+print(f[0]["copied-bytes"] // 4096 if f else "")'
 }
 
 # ---- header -----------------------------------------------------------------------------
@@ -338,7 +340,7 @@ if [[ ,$parts, = *,iops,* ]]; then
             status=fio-failed
           fi
           if [ "$v" = fleeced-fleece ] && [ "$job" = fresh ]; then
-            copied=$(fleece_copied_granules || true)
+            copied=$(fleece_copied_pages || true)
           fi
           kill -0 "$server_pid" 2>/dev/null || status=server-died
           if [ "$status" != ok ]; then
@@ -348,7 +350,7 @@ if [[ ,$parts, = *,iops,* ]]; then
           fi
           printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$j" "$v" "$job" "$status" \
             "$iops" "$ios" "$cpu" "$copied" "$busy" >>"$samples"
-          line+=" $job ${iops:-FAIL} IOPS (${cpu:-?} us CPU/write${copied:+, $copied granules copied})"
+          line+=" $job ${iops:-FAIL} IOPS (${cpu:-?} us CPU/write${copied:+, $copied pages copied})"
         done
         stop_server
         log "$line"
@@ -372,14 +374,14 @@ def ratio(a, b):
     return "—" if a is None or b is None or not b else f"{a / b:.2f}×"
 conns_seen = sorted({r["conns"] for r in rows}, key=int)
 variants = [v for v in order if any(r["variant"] == v for r in rows)]
-copied = [int(r["copied_granules"]) for r in rows if r["variant"] == "fleeced-fleece" and r["job"] == "fresh" and r["copied_granules"]]
+copied = [int(r["copied_pages"]) for r in rows if r["variant"] == "fleeced-fleece" and r["job"] == "fresh" and r["copied_pages"]]
 print(f"- fresh: {writes} random 4 KiB writes at queue depth 32 (one 4 KiB block at most once), from the first write; "
       f"steady: random 4 KiB writes in the first 128 MiB, {runtime} s measured after {ramp} s of warm-up; median of {rounds} rounds, variant order rotated every round")
 if copied:
     c = statistics.median(copied)
-    print(f"- fresh writes that were the first into their granule (copied it, counted by fleeced's query-fleeces): "
-          f"{c:.0f} of {writes} = {100 * c / writes:.1f}% (the other {100 - 100 * c / writes:.1f}% hit an already-copied granule); "
-          f"the offsets are the same for every server")
+    print(f"- fresh writes that copied old data first: fleeced copies 4 KiB pages (counted by query-fleeces' copied-bytes): "
+          f"{c:.0f} pages for {writes} writes = {100 * c / writes:.1f}%; qsd + cbw copies the whole 64 KiB cluster of the target "
+          f"on the first write into each (about 88% of these writes); the offsets are the same for every server")
 print()
 cols = [label[v] for v in variants]
 ratios = []
