@@ -59,6 +59,17 @@ struct NodeInfo {
   uint32_t request_alignment = 1;     // minimum I/O granularity in bytes (power of 2)
   uint32_t preferred_alignment = 4096;
   uint32_t max_transfer = 32u << 20;  // largest read/write in one call
+
+  // Marks the node read-only and drops the capabilities only a writer has (flush, FUA,
+  // trim, zeroing): what a node over a child takes when it or its child is read-only.
+  void drop_write_capabilities() {
+    read_only = true;
+    can_flush = false;
+    can_fua = false;
+    can_trim = false;
+    can_zero = false;
+    can_fast_zero = false;
+  }
 };
 
 enum class ChildRole { kFile, kBacking, kTarget, kDataFile };

@@ -55,14 +55,7 @@ RawNode::RawNode(const NodeSpec& spec, BlockNodePtr file_child, uint64_t offset,
   NodeInfo info = file_->info();  // capabilities and limits are the file's
   info.size = size;
   info.file_offsets_match = offset == 0;
-  info.read_only = spec.read_only || file_->read_only();
-  if (info.read_only) {
-    info.can_flush = false;
-    info.can_fua = false;
-    info.can_trim = false;
-    info.can_zero = false;
-    info.can_fast_zero = false;
-  }
+  if (spec.read_only || file_->read_only()) info.drop_write_capabilities();
   set_info(info);
   add_child(ChildRole::kFile, file_);
 }

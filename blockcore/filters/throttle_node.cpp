@@ -35,14 +35,7 @@ ThrottleNode::ThrottleNode(const NodeSpec& spec, BlockNodePtr file_child)
   info.size = file_->size();
   info.file_offsets_match = true;
   info.can_truncate = false;
-  info.read_only = spec.read_only || file_->read_only();
-  if (info.read_only) {
-    info.can_flush = false;
-    info.can_fua = false;
-    info.can_trim = false;
-    info.can_zero = false;
-    info.can_fast_zero = false;
-  }
+  if (spec.read_only || file_->read_only()) info.drop_write_capabilities();
   set_info(info);
   add_child(ChildRole::kFile, file_);
 }
