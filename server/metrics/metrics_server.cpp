@@ -144,10 +144,9 @@ Result<std::string> bind_tcp(asio::io_context& io, asio::basic_socket_acceptor<P
 
 }  // namespace
 
-MetricsServer::MetricsServer(asio::io_context& io, std::string address, std::string unix_path,
+MetricsServer::MetricsServer(std::string address, std::string unix_path,
                              std::shared_ptr<Shared> shared)
-    : io_(io), shared_(std::move(shared)), address_(std::move(address)),
-      unix_path_(std::move(unix_path)) {}
+    : shared_(std::move(shared)), address_(std::move(address)), unix_path_(std::move(unix_path)) {}
 
 MetricsServer::~MetricsServer() { stop(); }
 
@@ -170,7 +169,7 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::start(asio::io_context& io
   asio::co_spawn(io, accept_loop(shared, io), asio::detached);
   spdlog::info("metrics: serving GET /metrics on {}", address);
   return std::unique_ptr<MetricsServer>(
-      new MetricsServer(io, std::move(address), std::move(unix_path), std::move(shared)));
+      new MetricsServer(std::move(address), std::move(unix_path), std::move(shared)));
 }
 
 void MetricsServer::stop() {

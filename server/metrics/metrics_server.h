@@ -48,10 +48,8 @@ class MetricsServer {
   struct Shared;  // the acceptor and what connections need (metrics_server.cpp)
 
  private:
-  MetricsServer(asio::io_context& io, std::string address, std::string unix_path,
-                std::shared_ptr<Shared> shared);
+  MetricsServer(std::string address, std::string unix_path, std::shared_ptr<Shared> shared);
 
-  asio::io_context& io_;
   std::shared_ptr<Shared> shared_;
   std::string address_;
   std::string unix_path_;
