@@ -52,10 +52,16 @@ exports:
     description: "demo disk (writable qcow2 over a raw base, 1 GiB)"
     writable: true
     allocation-depth: true
+    bitmaps: [nightly]
   - name: golden
     node: golden
     description: "demo golden image (read-only)"
+bitmaps:                   # records every write to disk0 (stored in the qcow2 image)
+  - { node: disk0, name: nightly, persistent: true }
+fleecing:
+  overlay-dir: $demo/overlays
 YAML
+mkdir -p "$demo/overlays"
 
 cat <<HINTS
 
@@ -70,6 +76,20 @@ Try, in another terminal:
   qemu-io -f raw -c 'read -P 0x63 1M 1M' nbd://127.0.0.1:10809/disk0
   $root/build/bin/fleecectl --socket $demo/control.sock exports
   $root/build/bin/fleecectl --socket $demo/control.sock nodes
+
+  # changed blocks, a point-in-time snapshot of the live disk, an incremental backup:
+  qemu-io -f raw -c 'write -P 0x64 8M 64k' nbd://127.0.0.1:10809/disk0
+  nbdinfo --map=qemu:dirty-bitmap:nightly nbd://127.0.0.1:10809/disk0
+  $root/build/bin/fleecectl --socket $demo/control.sock fleece start disk0 --bitmap nightly
+  nbdinfo --map=qemu:dirty-bitmap:nightly nbd://127.0.0.1:10809/disk0-fleece
+  $root/build/bin/fleecectl --socket $demo/control.sock fleece stop disk0-fleece
+  FLEECE_NBD_URI='nbd+unix:///?socket=$demo/nbd.sock' \\
+    $root/build/bin/fleecectl --socket $demo/control.sock backup full disk0 --bitmap nightly --to $demo/backup
+  qemu-io -f raw -c 'write -P 0x65 16M 64k' nbd://127.0.0.1:10809/disk0
+  FLEECE_NBD_URI='nbd+unix:///?socket=$demo/nbd.sock' \\
+    $root/build/bin/fleecectl --socket $demo/control.sock backup incremental disk0 --bitmap nightly --to $demo/backup
+  $root/build/bin/fleecectl backup restore $demo/backup --to $demo/restored.raw
+
   kill -HUP \$(pidof fleeced)      # re-read the config (edit exports first)
 
 Ctrl-C stops fleeced (in-flight requests finish, images are flushed).
