@@ -1,7 +1,10 @@
 #include "blockcore/block_node.h"
 
+#include <cerrno>
 #include <string>
 #include <utility>
+
+#include "blockcore/io/pipe_buffer.h"
 
 namespace blockcore {
 namespace {
@@ -81,6 +84,26 @@ Task<Status> BlockNode::read(uint64_t off, std::span<std::byte> buf) {
   Status s = co_await do_read(off, buf);
   io_stats_.record(IoOp::kRead, start, buf.size(), s.is_ok());
   co_return s;
+}
+
+Task<Status> BlockNode::read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe) {
+  if (pipe.held() != 0) co_return Status::invalid(name_ + ": read_to_pipe needs an empty pipe");
+  FLEECE_CO_RETURN_IF_ERROR(check_request(IoOp::kRead, false, off, len, EINVAL));
+  if (len > info_.max_transfer) {
+    io_stats_.record_invalid(IoOp::kRead);
+    co_return Status::invalid(name_ + ": read too large");
+  }
+  if (len == 0) co_return Status::ok();
+  InFlightGuard g(in_flight_);
+  const IoStats::Clock::time_point start = IoStats::Clock::now();
+  Status s = co_await do_read_to_pipe(off, len, pipe);
+  if (s.code() == ENOTSUP && pipe.held() == 0) co_return s;  // not a read: the caller reads
+  io_stats_.record(IoOp::kRead, start, len, s.is_ok());
+  co_return s;
+}
+
+Task<Status> BlockNode::do_read_to_pipe(uint64_t, uint64_t, io::PipeBuffer&) {
+  co_return Status::not_supported(name_ + ": " + driver_ + " cannot read into a pipe");
 }
 
 template <class Run>

@@ -27,6 +27,10 @@
 
 namespace blockcore {
 
+namespace io {
+class PipeBuffer;
+}  // namespace io
+
 enum class IoFlags : uint32_t {
   kNone = 0,
   kFua = 1,       // the data is durable when the call completes
@@ -98,6 +102,13 @@ class BlockNode {
 
   // Reads buf.size() bytes at off. EINVAL past the end or misaligned.
   Task<Status> read(uint64_t off, std::span<std::byte> buf);
+  // Reads [off, off+len) into an empty pipe without copying the data (file pages are
+  // spliced in by reference; see PipeBuffer for what that means for later writes).
+  // ENOTSUP, with the pipe left empty and nothing counted, when this node cannot
+  // (the default) or the range has holes that read() callers could report as such:
+  // the caller then uses read(). Only nodes whose reads return the current data
+  // beneath them implement it, never a point-in-time view.
+  Task<Status> read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe);
   // Writes buf at off. EROFS on a read-only node, ENOSPC past the end.
   Task<Status> write(uint64_t off, std::span<const std::byte> buf, IoFlags flags);
   // Makes [off, off+len) read as zeroes; kMayTrim allows deallocation, kFastZero
@@ -150,6 +161,8 @@ class BlockNode {
   // only reach a writable node.
   virtual Task<Status> do_read(uint64_t off, std::span<std::byte> buf) = 0;
   virtual Task<Status> do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) = 0;
+  // Default: ENOTSUP. Same request rules as do_read; the pipe is empty.
+  virtual Task<Status> do_read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe);
   virtual Task<Status> do_write_zeroes(uint64_t off, uint64_t len, IoFlags flags) = 0;
   virtual Task<Status> do_discard(uint64_t off, uint64_t len, IoFlags flags) = 0;
   virtual Task<Status> do_flush() = 0;

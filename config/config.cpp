@@ -154,4 +154,23 @@ std::optional<ListenAddress> parse_listen_address(const std::string& text, std::
   return std::nullopt;
 }
 
+std::optional<ZeroCopyReads> parse_zero_copy_reads(std::string_view text) {
+  if (text == "auto") return ZeroCopyReads::kAuto;
+  if (text == "always") return ZeroCopyReads::kAlways;
+  if (text == "never") return ZeroCopyReads::kNever;
+  return std::nullopt;
+}
+
+const char* zero_copy_reads_name(ZeroCopyReads mode) {
+  switch (mode) {
+    case ZeroCopyReads::kAlways:
+      return "always";
+    case ZeroCopyReads::kNever:
+      return "never";
+    case ZeroCopyReads::kAuto:
+      break;
+  }
+  return "auto";
+}
+
 }  // namespace config

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "blockcore/node_spec.h"
@@ -107,6 +108,12 @@ struct MetricsConfig {
   SourceLocation where;
 };
 
+// How READ replies of 128 KiB and more leave a fully allocated buffered file: spliced
+// from the page cache to the socket (no copy in fleeced), or copied. `auto` splices
+// unless the client is on this host and its connection is the only busy one (a copy
+// then leaves the data warm in the CPU cache for the client, which is faster).
+enum class ZeroCopyReads { kAuto, kAlways, kNever };
+
 // Tunables of the NBD server and the runtime.
 struct ServerConfig {
   unsigned io_threads = 0;        // 0 = one per core
@@ -114,7 +121,12 @@ struct ServerConfig {
   unsigned max_connections = 256;
   unsigned handshake_timeout_s = 10;
   unsigned max_in_flight = 16;  // requests in flight per connection
+  ZeroCopyReads zero_copy_reads = ZeroCopyReads::kAuto;
 };
+
+// "auto" / "always" / "never" (nullopt for anything else), and back.
+std::optional<ZeroCopyReads> parse_zero_copy_reads(std::string_view text);
+const char* zero_copy_reads_name(ZeroCopyReads mode);
 
 struct Config {
   std::string path;  // the file it was loaded from ("" for built-in/ad-hoc)

@@ -7,7 +7,8 @@
 // page cache, never waiting for the device) and fall back to the BlockingPool only when
 // the kernel would block; such transfers on tmpfs/ramfs are done inline (memory copies,
 // no device to wait for). Larger transfers go to the pool, so their copies run beside
-// the network thread. fdatasync, fallocate, lseek, fadvise and O_DIRECT I/O always run
+// the network thread. read_to_pipe splices pages the same way: inline on memory-backed
+// files, on the pool otherwise. fdatasync, fallocate, lseek, fadvise and O_DIRECT I/O always run
 // on the pool. The only mutable state is a handful of atomics.
 #pragma once
 
@@ -50,6 +51,10 @@ class FileNode final : public BlockNode {
   // Bytes of storage the file takes (st_blocks * 512; a sparse file counts only what it
   // holds). 0 when fstat fails.
   uint64_t allocated_bytes() const;
+  // True when the file cannot hold a hole: a block device, or a regular file whose
+  // storage covers its size (one fstat; a file with a hole but extra metadata blocks may
+  // pass, which only costs a hole reported as data).
+  bool fully_allocated() const;
 
   // Largest read/write tried inline on the calling thread (default kInlineIoLimit);
   // 0 sends everything to the pool. A tuning knob for benchmarks and the runtime.
@@ -62,6 +67,9 @@ class FileNode final : public BlockNode {
  protected:
   Task<Status> do_read(uint64_t off, std::span<std::byte> buf) override;
   Task<Status> do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) override;
+  // Splices file pages into the pipe when the file is buffered and fully allocated
+  // (else ENOTSUP: O_DIRECT bypasses the page cache, and holes are worth reporting).
+  Task<Status> do_read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe) override;
   Task<Status> do_write_zeroes(uint64_t off, uint64_t len, IoFlags flags) override;
   Task<Status> do_discard(uint64_t off, uint64_t len, IoFlags flags) override;
   Task<Status> do_flush() override;

@@ -64,6 +64,10 @@ Task<Status> RawNode::do_read(uint64_t off, std::span<std::byte> buf) {
   co_return co_await file_->read(offset_ + off, buf);
 }
 
+Task<Status> RawNode::do_read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe) {
+  co_return co_await file_->read_to_pipe(offset_ + off, len, pipe);
+}
+
 Task<Status> RawNode::do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) {
   co_return co_await file_->write(offset_ + off, buf, flags);
 }

@@ -32,6 +32,7 @@ class RawNode final : public BlockNode {
  protected:
   Task<Status> do_read(uint64_t off, std::span<std::byte> buf) override;
   Task<Status> do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) override;
+  Task<Status> do_read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe) override;
   Task<Status> do_write_zeroes(uint64_t off, uint64_t len, IoFlags flags) override;
   Task<Status> do_discard(uint64_t off, uint64_t len, IoFlags flags) override;
   Task<Status> do_flush() override;

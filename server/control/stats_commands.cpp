@@ -103,6 +103,7 @@ json export_json(const m::ExportStats& e) {
               {"connections", e.connections},
               {"connections-total", e.nbd.connections},
               {"read-bytes", e.nbd.bytes_read},
+              {"read-bytes-zero-copy", e.nbd.bytes_read_zero_copy},
               {"write-bytes", e.nbd.bytes_written},
               {"requests", std::move(requests)},
               {"errors", std::move(errors)}};

@@ -2,6 +2,8 @@
 
 #include <string_view>
 
+#include "config/config.h"
+
 namespace server::daemon {
 
 const char* usage_text() {
@@ -33,6 +35,8 @@ serve options:
                          optional)
 
 common options:
+  --zero-copy-reads MODE auto|always|never: splice large reads from the page cache to
+                         the socket (see server.zero-copy-reads in the config docs)
   --log-level LEVEL      trace|debug|info|warn|error (overrides the config file)
 )";
 }
@@ -107,6 +111,9 @@ std::optional<CommandLine> parse_command_line(int argc, char** argv, std::string
     } else if (cl.mode == CommandLine::Mode::kServe && a == "--tls") {
       if (!(v = need_value(a))) return std::nullopt;
       cl.tls = v;
+    } else if (cl.mode == CommandLine::Mode::kServe && a == "--zero-copy-reads") {
+      if (!(v = need_value(a))) return std::nullopt;
+      cl.zero_copy_reads = v;
     } else if (cl.mode == CommandLine::Mode::kServe && !a.empty() && a[0] != '-' &&
                cl.image.empty()) {
       cl.image = a;
@@ -127,6 +134,11 @@ std::optional<CommandLine> parse_command_line(int argc, char** argv, std::string
     if ((!cl.tls.empty() || cl.tls_verify_peer) && cl.tls_creds_dir.empty() &&
         cl.tls_psk_file.empty()) {
       *error = "--tls and --tls-verify-peer need --tls-creds-dir DIR or --tls-psk-file FILE";
+      return std::nullopt;
+    }
+    if (!cl.zero_copy_reads.empty() && !config::parse_zero_copy_reads(cl.zero_copy_reads)) {
+      *error = "unsupported --zero-copy-reads '" + cl.zero_copy_reads +
+               "' (supported: auto, always, never)";
       return std::nullopt;
     }
     if (!cl.format.empty() && cl.format != "raw" && cl.format != "qcow2") {

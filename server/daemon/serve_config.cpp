@@ -82,6 +82,9 @@ Result<config::Config> make_serve_config(const CommandLine& cl, bool activated) 
     e.bitmaps.push_back(name);
   }
   cfg.exports.push_back(e);
+  if (!cl.zero_copy_reads.empty()) {
+    cfg.server.zero_copy_reads = *config::parse_zero_copy_reads(cl.zero_copy_reads);
+  }
   if (!cl.tls_creds_dir.empty() || !cl.tls_psk_file.empty()) {
     config::TlsConfig t;
     t.x509_dir = cl.tls_creds_dir;

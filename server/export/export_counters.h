@@ -20,6 +20,7 @@ struct ExportCountersSnapshot {
   std::array<uint64_t, kCommands> requests{};
   std::array<uint64_t, kCommands> errors{};
   uint64_t bytes_read = 0;
+  uint64_t bytes_read_zero_copy = 0;  // of bytes_read: spliced, not copied
   uint64_t bytes_written = 0;
 };
 
@@ -35,6 +36,10 @@ class ExportCounters {
     if (command < kCommands) errors_[command].fetch_add(1, std::memory_order_relaxed);
   }
   void read(uint64_t bytes) { bytes_read_.fetch_add(bytes, std::memory_order_relaxed); }
+  // Of the bytes read, those spliced from the page cache to the socket (zero-copy).
+  void read_zero_copy(uint64_t bytes) {
+    bytes_read_zero_copy_.fetch_add(bytes, std::memory_order_relaxed);
+  }
   void written(uint64_t bytes) { bytes_written_.fetch_add(bytes, std::memory_order_relaxed); }
 
   ExportCountersSnapshot snapshot() const {
@@ -45,6 +50,7 @@ class ExportCounters {
       s.errors[i] = errors_[i].load(std::memory_order_relaxed);
     }
     s.bytes_read = bytes_read_.load(std::memory_order_relaxed);
+    s.bytes_read_zero_copy = bytes_read_zero_copy_.load(std::memory_order_relaxed);
     s.bytes_written = bytes_written_.load(std::memory_order_relaxed);
     return s;
   }
@@ -54,6 +60,7 @@ class ExportCounters {
   std::array<std::atomic<uint64_t>, kCommands> requests_{};
   std::array<std::atomic<uint64_t>, kCommands> errors_{};
   std::atomic<uint64_t> bytes_read_{0};
+  std::atomic<uint64_t> bytes_read_zero_copy_{0};
   std::atomic<uint64_t> bytes_written_{0};
 };
 

@@ -164,6 +164,12 @@ void export_and_fleece_families(Writer& w, const StatsSnapshot& s) {
     w.sample("fleece_export_read_bytes_total", {{"export", e.name}, {"node", e.node_name}},
              e.nbd.bytes_read);
   }
+  w.family("fleece_export_read_zero_copy_bytes_total", "counter",
+           "Of the bytes read from an export, those spliced from the page cache to the socket.");
+  for (const ExportStats& e : s.exports) {
+    w.sample("fleece_export_read_zero_copy_bytes_total", {{"export", e.name}, {"node", e.node_name}},
+             e.nbd.bytes_read_zero_copy);
+  }
   w.family("fleece_export_write_bytes_total", "counter",
            "Bytes NBD clients wrote to an export.");
   for (const ExportStats& e : s.exports) {

@@ -26,6 +26,7 @@ Connection::Connection(Socket socket, std::string peer, const ExportRegistry& ex
       options_(options),
       io_(socket_),
       pool_(),
+      pipes_(options.max_in_flight),
       slot_event_(strand_),
       handshake_timer_(strand_) {
   if (options_.max_in_flight == 0) options_.max_in_flight = 1;
@@ -105,8 +106,9 @@ Task<void> Connection::serve() {
   handshake_timer_.async_wait([self = shared_from_this()](std::error_code ec) {
     if (!ec && self->phase_ == Phase::kHandshake) self->abort_now("handshake timeout");
   });
-  Handshake handshake(io_, exports_, contexts_, options_.tls.get(),
-                      net::peer_identity(socket_.native_handle()));
+  const config::ClientIdentity who = net::peer_identity(socket_.native_handle());
+  local_peer_ = net::is_local_peer(who);
+  Handshake handshake(io_, exports_, contexts_, options_.tls.get(), who);
   handshake.on_export_chosen(
       [this](const ExportPtr& e) { serving_.store(e.get(), std::memory_order_release); });
   HandshakeResult r = co_await handshake.run();
@@ -137,7 +139,13 @@ Task<void> Connection::transmission(const NegotiatedSession& session) {
     slots_.push_back(std::make_unique<RequestSlot>());
     free_slots_.push_back(slots_.back().get());
   }
-  RequestHandler handler(session, pool_);
+  // TLS sessions copy: their data must pass through the TLS stream.
+  const bool splice = !io_.tls() && options_.zero_copy_reads != config::ZeroCopyReads::kNever;
+  const bool always = options_.zero_copy_reads == config::ZeroCopyReads::kAlways;
+  RequestHandler handler(
+      session, pool_,
+      LargeReadPath{splice ? &pipes_ : nullptr, always ? nullptr : options_.busy.get(),
+                    local_peer_});
   ReplyWriter writer(
       io_, strand_, [this](RequestSlot* s) { release_slot(s); },
       [this](const std::error_code& ec) { abort_now("reply write failed: " + ec.message()); });
@@ -197,8 +205,7 @@ Task<void> Connection::read_loop(const NegotiatedSession& session, RequestHandle
       set_reason("client disconnected (NBD_CMD_DISC)");
       co_return;
     }
-    RequestSlot* slot = reader_slot_ = free_slots_.back();
-    free_slots_.pop_back();
+    RequestSlot* slot = reader_slot_ = take_slot();
     slot->req = h;
     if (h.type == kCmdWrite && h.length > 0) {
       slot->data = pool_.acquire(h.length);
@@ -237,13 +244,22 @@ Task<void> Connection::handle_one(std::shared_ptr<Connection> self, RequestSlot*
   (void)self;
 }
 
+RequestSlot* Connection::take_slot() {
+  if (free_slots_.size() == slots_.size() && options_.busy) options_.busy->became_busy();
+  RequestSlot* slot = free_slots_.back();
+  free_slots_.pop_back();
+  return slot;
+}
+
 void Connection::release_slot(RequestSlot* slot) {
   assert(std::find(free_slots_.begin(), free_slots_.end(), slot) == free_slots_.end() &&
          "request slot released twice");
   slot->data.reset();
+  pipes_.release(std::move(slot->pipe));
   slot->clear_reply();
   if (slot->meta.capacity() > kMaxRetainedMeta) std::vector<std::byte>().swap(slot->meta);
   free_slots_.push_back(slot);
+  if (free_slots_.size() == slots_.size() && options_.busy) options_.busy->became_idle();
   slot_event_.notify();
 }
 

@@ -20,11 +20,14 @@
 #include <vector>
 
 #include "blockcore/base/task.h"
+#include "config/config.h"
 #include "server/export/export_registry.h"
 #include "server/nbd/async_event.h"
 #include "server/nbd/buffer_pool.h"
+#include "server/nbd/busy_connections.h"
 #include "server/nbd/handshake.h"
 #include "server/nbd/meta_context.h"
+#include "server/nbd/pipe_pool.h"
 #include "server/nbd/reply_writer.h"
 #include "server/nbd/request_handler.h"
 #include "server/nbd/request_validation.h"
@@ -40,6 +43,9 @@ struct ConnectionOptions {
   std::chrono::milliseconds handshake_timeout{10000};
   unsigned max_in_flight = 16;
   std::shared_ptr<net::TlsContext> tls;  // null: no STARTTLS
+  config::ZeroCopyReads zero_copy_reads = config::ZeroCopyReads::kAuto;
+  // The server's count of busy connections (large-read path choice); may be null.
+  std::shared_ptr<BusyConnections> busy;
 };
 
 // Totals reported when a connection ends.
@@ -99,6 +105,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                   ReplyWriter& writer);
   blockcore::Task<void> handle_one(std::shared_ptr<Connection> self, RequestSlot* slot,
                                    RequestHandler& handler, ReplyWriter& writer);
+  RequestSlot* take_slot();
   void release_slot(RequestSlot* slot);
   void set_reason(std::string reason);
   void abort_now(std::string reason);
@@ -112,6 +119,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ConnectionOptions options_;
   SocketIo io_;
   BufferPool pool_;  // declared before the slots: buffers go back to it
+  PipePool pipes_;   // likewise
   std::vector<std::unique_ptr<RequestSlot>> slots_;
   std::vector<RequestSlot*> free_slots_;
   RequestSlot* reader_slot_ = nullptr;  // taken by the reader, not yet handed on
@@ -120,6 +128,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   Phase phase_ = Phase::kStarting;
   bool stop_reading_ = false;
+  bool local_peer_ = false;
   ExportPtr exp_;
   std::atomic<const Export*> serving_{nullptr};  // exp_.get() published for other threads
   std::chrono::steady_clock::time_point start_;

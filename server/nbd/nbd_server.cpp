@@ -41,6 +41,7 @@ struct NbdServer::Impl : std::enable_shared_from_this<Impl> {
   ExportRegistry& exports;
   const MetaContextRegistry& contexts;
   const NbdServerOptions opts;
+  const std::shared_ptr<BusyConnections> busy = std::make_shared<BusyConnections>();
   mutable std::mutex mu;
   std::unordered_map<Connection*, std::shared_ptr<Connection>> connections;  // GUARDED_BY(mu)
   bool shutting_down = false;                                                // GUARDED_BY(mu)
@@ -93,7 +94,7 @@ void NbdServer::accept(asio::generic::stream_protocol::socket socket, std::strin
     conn = std::make_shared<Connection>(
         std::move(socket), std::move(peer), impl_->exports, impl_->contexts,
         ConnectionOptions{impl_->opts.handshake_timeout, impl_->opts.max_in_flight,
-                          impl_->opts.tls});
+                          impl_->opts.tls, impl_->opts.zero_copy_reads, impl_->busy});
     impl_->connections.emplace(conn.get(), conn);
   }
   asio::co_spawn(conn->strand(), conn->run(),

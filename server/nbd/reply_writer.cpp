@@ -7,17 +7,21 @@ namespace server::nbd {
 std::byte* RequestSlot::append_meta(size_t n) {
   const size_t at = meta.size();
   meta.resize(at + n);
-  if (!pieces.empty() && !pieces.back().from_data &&
+  if (!pieces.empty() && pieces.back().source == Source::kMeta &&
       pieces.back().offset + pieces.back().length == at) {
     pieces.back().length += n;  // contiguous with the previous meta piece
   } else {
-    pieces.push_back(Piece{false, at, n});
+    pieces.push_back(Piece{Source::kMeta, at, n});
   }
   return meta.data() + at;
 }
 
 void RequestSlot::append_data(size_t offset, size_t length) {
-  if (length) pieces.push_back(Piece{true, offset, length});
+  if (length) pieces.push_back(Piece{Source::kData, offset, length});
+}
+
+void RequestSlot::append_pipe(size_t length) {
+  if (length) pieces.push_back(Piece{Source::kPipe, 0, length});
 }
 
 size_t RequestSlot::reply_size() const {
@@ -64,22 +68,16 @@ blockcore::Task<void> ReplyWriter::run() {
       continue;
     }
     batch_.clear();
-    iov_.clear();
     size_t bytes = 0;
     while (!queue_.empty() && batch_.size() < kMaxBatchSlots &&
            (batch_.empty() || bytes < kMaxBatchBytes)) {
       RequestSlot* s = queue_.front();
       queue_.pop_front();
       batch_.push_back(s);
-      if (failed_) continue;
-      for (const RequestSlot::Piece& p : s->pieces) {
-        const std::byte* base = p.from_data ? s->data.data() : s->meta.data();
-        iov_.emplace_back(base + p.offset, p.length);
-        bytes += p.length;
-      }
+      bytes += s->reply_size();
     }
-    if (!failed_ && !iov_.empty()) {
-      std::error_code ec = co_await io_.write_all(iov_);
+    if (!failed_) {
+      std::error_code ec = co_await write_batch();
       if (ec) {
         failed_ = true;
         on_failed_(ec);
@@ -88,6 +86,29 @@ blockcore::Task<void> ReplyWriter::run() {
     for (RequestSlot* s : batch_) done_(s);
     batch_.clear();
   }
+}
+
+blockcore::Task<std::error_code> ReplyWriter::write_batch() {
+  iov_.clear();
+  for (RequestSlot* s : batch_) {
+    for (const RequestSlot::Piece& p : s->pieces) {
+      if (p.source == RequestSlot::Source::kPipe) {
+        if (!iov_.empty()) {
+          std::error_code ec = co_await io_.write_all(iov_);
+          if (ec) co_return ec;
+          iov_.clear();
+        }
+        std::error_code ec = co_await io_.write_from_pipe(s->pipe, p.length);
+        if (ec) co_return ec;
+        continue;
+      }
+      const std::byte* base =
+          p.source == RequestSlot::Source::kData ? s->data.data() : s->meta.data();
+      iov_.emplace_back(base + p.offset, p.length);
+    }
+  }
+  if (iov_.empty()) co_return std::error_code{};
+  co_return co_await io_.write_all(iov_);
 }
 
 }  // namespace server::nbd

@@ -1,5 +1,6 @@
 // RequestSlot: one in-flight request and the reply built for it (headers in `meta`,
-// bulk data in a pooled Buffer, sent as a list of pieces without copying the data).
+// bulk data in a pooled Buffer or a pipe of file pages, sent as a list of pieces
+// without copying the data).
 // Slots are preallocated per connection (max_in_flight of them) and reused, so the
 // number of slots is both the in-flight limit and the memory bound.
 // ReplyWriter: the only code that writes to the socket during transmission. Handlers
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "blockcore/base/task.h"
+#include "blockcore/io/pipe_buffer.h"
 #include "server/nbd/async_event.h"
 #include "server/nbd/buffer_pool.h"
 #include "server/nbd/socket_io.h"
@@ -26,14 +28,16 @@
 namespace server::nbd {
 
 struct RequestSlot {
+  enum class Source : uint8_t { kMeta, kData, kPipe };
   struct Piece {
-    bool from_data;  // false: from meta
-    size_t offset;
+    Source source;
+    size_t offset;  // into meta or data (kPipe: unused, the pipe is read in order)
     size_t length;
   };
 
   RequestHeader req;
   Buffer data;                  // WRITE payload or READ data
+  blockcore::io::PipeBuffer pipe;  // READ data spliced from a file (see PipePool)
   std::vector<std::byte> meta;  // reply headers and small payloads
   std::vector<Piece> pieces;    // what goes on the wire, in order
 
@@ -47,6 +51,8 @@ struct RequestSlot {
   std::byte* append_meta(size_t n);
   // Appends [offset, offset+length) of `data` as the next piece.
   void append_data(size_t offset, size_t length);
+  // Appends the next `length` bytes of `pipe` as the next piece.
+  void append_pipe(size_t length);
   size_t reply_size() const;
 };
 
@@ -74,6 +80,10 @@ class ReplyWriter {
   bool failed() const { return failed_; }
 
  private:
+  // Writes the batch's pieces in order: memory pieces gathered into vectored writes,
+  // each pipe piece spliced between them.
+  blockcore::Task<std::error_code> write_batch();
+
   static constexpr size_t kMaxBatchSlots = 64;
   static constexpr size_t kMaxBatchBytes = 4u << 20;
 

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <new>
 #include <string>
@@ -25,8 +26,9 @@ bool all_zero(const std::byte* p, size_t n) {
 
 }  // namespace
 
-RequestHandler::RequestHandler(const NegotiatedSession& session, BufferPool& pool)
-    : session_(session), pool_(pool), root_(*session.exp->root) {
+RequestHandler::RequestHandler(const NegotiatedSession& session, BufferPool& pool,
+                               LargeReadPath large_reads)
+    : session_(session), pool_(pool), large_reads_(large_reads), root_(*session.exp->root) {
   session.exp->counters->connection();
 }
 
@@ -177,6 +179,10 @@ Task<void> RequestHandler::handle_read(RequestSlot& slot) {
     }
     co_return;
   }
+  if (r.length >= kPipeReadThreshold && large_reads_.use_pipe()) {
+    const bool sent = co_await read_through_pipe(slot);
+    if (sent) co_return;
+  }
   slot.data = pool_.acquire(r.length);
   Status s = co_await read_range(r.offset, slot.data.span(r.length));
   if (!s.is_ok()) {
@@ -191,6 +197,34 @@ Task<void> RequestHandler::handle_read(RequestSlot& slot) {
     encode_simple_reply(slot.append_meta(kSimpleReplySize), 0, r.cookie);
     slot.append_data(0, r.length);
   }
+}
+
+Task<bool> RequestHandler::read_through_pipe(RequestSlot& slot) {
+  const RequestHeader& r = slot.req;
+  blockcore::io::PipeBuffer pipe = large_reads_.pipes->acquire();
+  if (!pipe) co_return false;
+  Status s = co_await root_.read_to_pipe(r.offset, r.length, pipe);
+  if (s.code() == ENOTSUP && pipe.held() == 0) {
+    large_reads_.pipes->release(std::move(pipe));
+    co_return false;
+  }
+  if (!s.is_ok()) {
+    large_reads_.pipes->release(std::move(pipe));  // closed: it may hold part of the range
+    reply_status(slot, s);
+    co_return true;
+  }
+  stats_.bytes_read += r.length;
+  session_.exp->counters->read(r.length);
+  session_.exp->counters->read_zero_copy(r.length);
+  slot.pipe = std::move(pipe);
+  if (session_.structured) {
+    append_chunk_header(slot, kReplyFlagDone, kReplyTypeOffsetData, 8 + r.length);
+    store_be64(slot.append_meta(8), r.offset);
+  } else {
+    encode_simple_reply(slot.append_meta(kSimpleReplySize), 0, r.cookie);
+  }
+  slot.append_pipe(r.length);
+  co_return true;
 }
 
 std::vector<ReadRun> find_zero_runs(std::span<const std::byte> data, uint64_t offset) {

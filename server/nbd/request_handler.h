@@ -14,6 +14,8 @@
 #include "blockcore/base/status.h"
 #include "blockcore/base/task.h"
 #include "server/nbd/buffer_pool.h"
+#include "server/nbd/busy_connections.h"
+#include "server/nbd/pipe_pool.h"
 #include "server/nbd/handshake.h"
 #include "server/nbd/reply_writer.h"
 
@@ -25,6 +27,11 @@ namespace server::nbd {
 // (6.5 ms per call on a fully allocated 1 GiB file), which would cut 1 MiB sequential
 // reads to a tenth, while a scan stops at the first non-zero byte of each block.
 inline constexpr uint32_t kSparseReadThreshold = 64u << 10;
+// Reads at least this long go through a pipe when the session has a PipePool and the
+// export's node can splice the range (a fully allocated buffered file: no holes that
+// the scan above would find). Below it, a copy plus one batched sendmsg is cheaper than
+// two splices.
+inline constexpr uint32_t kPipeReadThreshold = 128u << 10;
 inline constexpr uint64_t kZeroBlock = 4096;  // hole detection granularity
 // A read that would need more chunks than this is sent as one data chunk.
 inline constexpr size_t kMaxReadChunks = 64;
@@ -40,6 +47,20 @@ struct ReadRun {
 // whole kZeroBlock-aligned blocks of zeroes.
 std::vector<ReadRun> find_zero_runs(std::span<const std::byte> data, uint64_t offset);
 
+// How a session sends READ data of kPipeReadThreshold bytes and more.
+struct LargeReadPath {
+  PipePool* pipes = nullptr;              // null: always copy (TLS sessions)
+  const BusyConnections* busy = nullptr;  // null: splice whenever the node can
+  bool local_peer = false;                // Unix socket or loopback address
+
+  // Splicing saves the server about 60% of its CPU per byte, but a client on the same
+  // host then copies the file pages cold from RAM instead of warm from the CPU cache
+  // that the server's copy left them in. One busy local connection, with a core to
+  // spare, is faster copied (fio, 1 MiB reads, one job: 3.2 GB/s copied, 2.0 spliced);
+  // several are faster spliced (four jobs: 4.9 against 2.8 GB/s).
+  bool use_pipe() const { return pipes && (!local_peer || !busy || busy->busy() > 1); }
+};
+
 struct TransferStats {
   uint64_t bytes_read = 0;     // data returned by READ
   uint64_t bytes_written = 0;  // data accepted by WRITE
@@ -47,7 +68,7 @@ struct TransferStats {
 
 class RequestHandler {
  public:
-  RequestHandler(const NegotiatedSession& session, BufferPool& pool);
+  RequestHandler(const NegotiatedSession& session, BufferPool& pool, LargeReadPath large_reads);
   RequestHandler(const RequestHandler&) = delete;
   RequestHandler& operator=(const RequestHandler&) = delete;
 
@@ -63,6 +84,9 @@ class RequestHandler {
  private:
   blockcore::Task<void> dispatch(RequestSlot& slot);
   blockcore::Task<void> handle_read(RequestSlot& slot);
+  // Reads slot.req's range into a pipe and builds the reply around it; false (nothing
+  // done) when no pipe is available or the node cannot splice the range.
+  blockcore::Task<bool> read_through_pipe(RequestSlot& slot);
   void build_read_chunks(RequestSlot& slot);
   blockcore::Task<void> handle_block_status(RequestSlot& slot);
   blockcore::Task<blockcore::Status> read_range(uint64_t off, std::span<std::byte> buf);
@@ -79,6 +103,7 @@ class RequestHandler {
 
   const NegotiatedSession& session_;
   BufferPool& pool_;
+  LargeReadPath large_reads_;
   blockcore::BlockNode& root_;
   TransferStats stats_;
 };

@@ -1,5 +1,7 @@
 #include "server/nbd/socket_io.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <asio/read.hpp>
 #include <asio/ssl/stream.hpp>
@@ -158,6 +160,31 @@ blockcore::Task<std::error_code> SocketIo::write_all(const std::vector<asio::con
   }
   bytes_out_ += n;
   co_return ec;
+}
+
+blockcore::Task<std::error_code> SocketIo::write_from_pipe(blockcore::io::PipeBuffer& pipe,
+                                                          size_t n) {
+  if (tls_ || pipe.held() < n) co_return std::make_error_code(std::errc::invalid_argument);
+  std::error_code ec;
+  if (!socket_.native_non_blocking()) socket_.native_non_blocking(true, ec);
+  if (ec) co_return ec;
+  while (n > 0) {
+    const ssize_t done = ::splice(pipe.read_fd(), nullptr, socket_.native_handle(), nullptr, n,
+                                  SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (done > 0) {
+      pipe.consumed(static_cast<size_t>(done));
+      bytes_out_ += static_cast<uint64_t>(done);
+      n -= static_cast<size_t>(done);
+      continue;
+    }
+    if (done == 0) co_return std::make_error_code(std::errc::broken_pipe);
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) co_return std::error_code(errno, std::system_category());
+    // The socket is full (the pipe holds n bytes): wait until it takes more.
+    std::tie(ec) = co_await socket_.async_wait(asio::socket_base::wait_write, kUseTuple);
+    if (ec) co_return ec;
+  }
+  co_return std::error_code{};
 }
 
 }  // namespace server::nbd

@@ -4,7 +4,8 @@
 // read_some, large ones go straight into the caller's buffer. Expected socket errors
 // (EOF, reset, cancellation) are returned as error_code values, never thrown.
 // After start_tls() (NBD_OPT_STARTTLS) the same calls read and write through TLS; the
-// plain path stays a direct socket call (one branch, no extra copy).
+// plain path stays a direct socket call (one branch, no extra copy). A plain socket can
+// also be fed from a pipe of file pages (write_from_pipe), which copies nothing.
 // Threading: confined to the connection's strand.
 #pragma once
 
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "blockcore/base/task.h"
+#include "blockcore/io/pipe_buffer.h"
 
 namespace server::net {
 class TlsContext;
@@ -46,6 +48,10 @@ class SocketIo {
 
   blockcore::Task<std::error_code> write_all(std::span<const std::byte> data);
   blockcore::Task<std::error_code> write_all(const std::vector<asio::const_buffer>& data);
+  // Splices the next n bytes held in `pipe` into the socket (the pages go to the socket
+  // by reference; the socket is switched to non-blocking mode for this).
+  // REQUIRES: !tls(), pipe.held() >= n.
+  blockcore::Task<std::error_code> write_from_pipe(blockcore::io::PipeBuffer& pipe, size_t n);
 
   // Runs the server side of a TLS handshake; afterwards every read and write is
   // encrypted. On success `who` says what the handshake proved about the client.

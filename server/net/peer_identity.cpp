@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <cstring>
 
 namespace server::net {
@@ -36,6 +37,16 @@ config::ClientIdentity peer_identity(int fd) {
     who.address = a;
   }
   return who;
+}
+
+bool is_local_peer(const config::ClientIdentity& who) {
+  if (who.uid) return true;
+  if (!who.address) return false;
+  const config::IpAddress& a = *who.address;
+  if (!a.v6) return a.bytes[0] == 127;
+  static constexpr std::array<uint8_t, 16> kLoopback6 = {0, 0, 0, 0, 0, 0, 0, 0,
+                                                         0, 0, 0, 0, 0, 0, 0, 1};
+  return a.bytes == kLoopback6;
 }
 
 }  // namespace server::net

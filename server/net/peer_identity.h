@@ -9,4 +9,8 @@ namespace server::net {
 
 config::ClientIdentity peer_identity(int fd);
 
+// True for a client on this host: a Unix socket peer or a loopback address
+// (127.0.0.0/8, ::1).
+bool is_local_peer(const config::ClientIdentity& who);
+
 }  // namespace server::net

@@ -105,6 +105,23 @@ TEST(CommandLine, ServeFormat) {
   EXPECT_NE(err.find("supported: raw, qcow2"), std::string::npos) << err;
 }
 
+TEST(CommandLine, ServeZeroCopyReads) {
+  std::string err;
+  auto cl = parse({"serve", "a.raw", "--format", "raw"}, &err);
+  ASSERT_TRUE(cl) << err;
+  auto cfg = make_serve_config(*cl, false);
+  ASSERT_TRUE(cfg.is_ok()) << cfg.status().to_string();
+  EXPECT_EQ(cfg.value().server.zero_copy_reads, config::ZeroCopyReads::kAuto);
+  cl = parse({"serve", "a.raw", "--format", "raw", "--zero-copy-reads", "never"}, &err);
+  ASSERT_TRUE(cl) << err;
+  cfg = make_serve_config(*cl, false);
+  ASSERT_TRUE(cfg.is_ok()) << cfg.status().to_string();
+  EXPECT_EQ(cfg.value().server.zero_copy_reads, config::ZeroCopyReads::kNever);
+  EXPECT_FALSE(parse({"serve", "a.raw", "--zero-copy-reads", "sometimes"}, &err));
+  EXPECT_NE(err.find("supported: auto, always, never"), std::string::npos) << err;
+  EXPECT_FALSE(parse({"serve", "a.raw", "--zero-copy-reads"}, &err));
+}
+
 // Writes `bytes` to a new file in `dir`.
 std::string write_image(fleece_test::TempDir& dir, const std::string& name,
                         const std::string& bytes) {
