@@ -102,6 +102,26 @@ Task<Status> BlockNode::read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer&
   co_return s;
 }
 
+Task<Status> BlockNode::write_from_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe,
+                                        IoFlags flags) {
+  if (!can_write_from_pipe() || pipe.held() != len) {
+    co_return Status::invalid(name_ + ": write_from_pipe needs a node that can take it and "
+                              "a pipe holding the payload");
+  }
+  FLEECE_CO_RETURN_IF_ERROR(check_request(IoOp::kWrite, true, off, len, ENOSPC));
+  if (len > info_.max_transfer) {
+    io_stats_.record_invalid(IoOp::kWrite);
+    co_return Status::invalid(name_ + ": write too large");
+  }
+  if (len == 0) co_return Status::ok();
+  co_return co_await run_write_like(IoOp::kWrite, off, len,
+                                    [&] { return do_write_from_pipe(off, len, pipe, flags); });
+}
+
+Task<Status> BlockNode::do_write_from_pipe(uint64_t, uint64_t, io::PipeBuffer&, IoFlags) {
+  co_return Status::not_supported(name_ + ": " + driver_ + " cannot write from a pipe");
+}
+
 Task<Status> BlockNode::do_read_to_pipe(uint64_t, uint64_t, io::PipeBuffer&) {
   co_return Status::not_supported(name_ + ": " + driver_ + " cannot read into a pipe");
 }

@@ -109,6 +109,12 @@ class BlockNode {
   // the caller then uses read(). Only nodes whose reads return the current data
   // beneath them implement it, never a point-in-time view.
   Task<Status> read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe);
+  // Whether write_from_pipe() can take a payload (so a caller may read one into a pipe).
+  virtual bool can_write_from_pipe() const { return false; }
+  // Writes the len bytes `pipe` holds at off, like write() (bitmaps, write gate,
+  // interceptor, FUA), splicing them into the file. REQUIRES: can_write_from_pipe(),
+  // pipe.held() == len. On failure the pipe may still hold part of the payload.
+  Task<Status> write_from_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe, IoFlags flags);
   // Writes buf at off. EROFS on a read-only node, ENOSPC past the end.
   Task<Status> write(uint64_t off, std::span<const std::byte> buf, IoFlags flags);
   // Makes [off, off+len) read as zeroes; kMayTrim allows deallocation, kFastZero
@@ -163,6 +169,9 @@ class BlockNode {
   virtual Task<Status> do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) = 0;
   // Default: ENOTSUP. Same request rules as do_read; the pipe is empty.
   virtual Task<Status> do_read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe);
+  // Default: ENOTSUP (never called unless can_write_from_pipe()).
+  virtual Task<Status> do_write_from_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe,
+                                          IoFlags flags);
   virtual Task<Status> do_write_zeroes(uint64_t off, uint64_t len, IoFlags flags) = 0;
   virtual Task<Status> do_discard(uint64_t off, uint64_t len, IoFlags flags) = 0;
   virtual Task<Status> do_flush() = 0;

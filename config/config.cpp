@@ -154,20 +154,20 @@ std::optional<ListenAddress> parse_listen_address(const std::string& text, std::
   return std::nullopt;
 }
 
-std::optional<ZeroCopyReads> parse_zero_copy_reads(std::string_view text) {
-  if (text == "auto") return ZeroCopyReads::kAuto;
-  if (text == "always") return ZeroCopyReads::kAlways;
-  if (text == "never") return ZeroCopyReads::kNever;
+std::optional<ZeroCopy> parse_zero_copy(std::string_view text) {
+  if (text == "auto") return ZeroCopy::kAuto;
+  if (text == "always") return ZeroCopy::kAlways;
+  if (text == "never") return ZeroCopy::kNever;
   return std::nullopt;
 }
 
-const char* zero_copy_reads_name(ZeroCopyReads mode) {
+const char* zero_copy_name(ZeroCopy mode) {
   switch (mode) {
-    case ZeroCopyReads::kAlways:
+    case ZeroCopy::kAlways:
       return "always";
-    case ZeroCopyReads::kNever:
+    case ZeroCopy::kNever:
       return "never";
-    case ZeroCopyReads::kAuto:
+    case ZeroCopy::kAuto:
       break;
   }
   return "auto";

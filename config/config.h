@@ -108,11 +108,14 @@ struct MetricsConfig {
   SourceLocation where;
 };
 
-// How READ replies of 128 KiB and more leave a fully allocated buffered file: spliced
-// from the page cache to the socket (no copy in fleeced), or copied. `auto` splices
-// unless the client is on this host and its connection is the only busy one (a copy
-// then leaves the data warm in the CPU cache for the client, which is faster).
-enum class ZeroCopyReads { kAuto, kAlways, kNever };
+// Whether large READ and WRITE data (128 KiB to 1 MiB) between a plain socket and a
+// buffered raw file goes through a pipe instead of fleeced's memory. READ replies of a
+// fully allocated file are spliced from the page cache (no copy in fleeced); WRITE
+// payloads are spliced in from the socket and copied once, into the page cache.
+// `auto` does both, except that it copies reads for a client on this host whose
+// connection is the only busy one (the copy leaves the data warm in the CPU cache for
+// the client, which is then faster). `never` copies everything.
+enum class ZeroCopy { kAuto, kAlways, kNever };
 
 // Tunables of the NBD server and the runtime.
 struct ServerConfig {
@@ -121,12 +124,12 @@ struct ServerConfig {
   unsigned max_connections = 256;
   unsigned handshake_timeout_s = 10;
   unsigned max_in_flight = 16;  // requests in flight per connection
-  ZeroCopyReads zero_copy_reads = ZeroCopyReads::kAuto;
+  ZeroCopy zero_copy = ZeroCopy::kAuto;
 };
 
 // "auto" / "always" / "never" (nullopt for anything else), and back.
-std::optional<ZeroCopyReads> parse_zero_copy_reads(std::string_view text);
-const char* zero_copy_reads_name(ZeroCopyReads mode);
+std::optional<ZeroCopy> parse_zero_copy(std::string_view text);
+const char* zero_copy_name(ZeroCopy mode);
 
 struct Config {
   std::string path;  // the file it was loaded from ("" for built-in/ad-hoc)

@@ -170,8 +170,8 @@ void parse_server_section(const YAML::Node& v, const SourceLocation& where, Diag
     s.handshake_timeout_s = static_cast<unsigned>(*n);
   }
   if (auto n = m.number("max-in-flight", 1, 1024)) s.max_in_flight = static_cast<unsigned>(*n);
-  if (auto mode = m.choice("zero-copy-reads", {"auto", "always", "never"})) {
-    s.zero_copy_reads = *parse_zero_copy_reads(*mode);
+  if (auto mode = m.choice("zero-copy", {"auto", "always", "never"})) {
+    s.zero_copy = *parse_zero_copy(*mode);
   }
   m.finish();
 }

@@ -174,6 +174,28 @@ Task<Status> FileNode::do_read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffe
       [this, off, len, &pipe] { return pipe.fill_from_file(fd_, off, len, filename_); });
 }
 
+Task<Status> FileNode::do_write_from_pipe(uint64_t off, uint64_t /*len*/, io::PipeBuffer& pipe,
+                                          IoFlags flags) {
+  const bool fua = has_flag(flags, IoFlags::kFua);
+  // On a memory-backed file the copy into the page cache runs inline, whatever its
+  // size: callers pipe payloads when CPU is what runs short (the NBD layer does with
+  // several busy connections), and then a hop to the pool costs more than it overlaps
+  // (four fio jobs of 1 MiB writes: 3.8 GB/s inline, 2.5 on the pool).
+  if (inline_data_ || pool_.threads() == 0) co_return write_pipe_blocking(off, pipe, fua);
+  co_return co_await pool_.run(
+      [this, off, &pipe, fua] { return write_pipe_blocking(off, pipe, fua); });
+}
+
+Status FileNode::write_pipe_blocking(uint64_t off, io::PipeBuffer& pipe, bool fua) {
+  if (fua) {
+    if (int e = sticky_sync_error_.load(std::memory_order_relaxed); e != 0) {
+      return Status::from_errno(EIO, "an earlier flush of " + filename_ + " failed");
+    }
+  }
+  FLEECE_RETURN_IF_ERROR(pipe.drain_to_file(fd_, off, filename_));
+  return fua ? flush_blocking() : Status::ok();
+}
+
 Task<Status> FileNode::do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) {
   const bool fua = has_flag(flags, IoFlags::kFua);
   const bool small = buf.size() <= inline_io_limit() || pool_.threads() == 0;

@@ -7,8 +7,9 @@
 // page cache, never waiting for the device) and fall back to the BlockingPool only when
 // the kernel would block; such transfers on tmpfs/ramfs are done inline (memory copies,
 // no device to wait for). Larger transfers go to the pool, so their copies run beside
-// the network thread. read_to_pipe splices pages the same way: inline on memory-backed
-// files, on the pool otherwise. fdatasync, fallocate, lseek, fadvise and O_DIRECT I/O always run
+// the network thread. read_to_pipe splices page references (no copy): inline on
+// memory-backed files, on the pool otherwise; write_from_pipe copies pages in and
+// follows the rules of a write. fdatasync, fallocate, lseek, fadvise and O_DIRECT I/O always run
 // on the pool. The only mutable state is a handful of atomics.
 #pragma once
 
@@ -51,6 +52,8 @@ class FileNode final : public BlockNode {
   // Bytes of storage the file takes (st_blocks * 512; a sparse file counts only what it
   // holds). 0 when fstat fails.
   uint64_t allocated_bytes() const;
+  // Buffered and writable: a payload in a pipe is spliced into the page cache.
+  bool can_write_from_pipe() const override { return !direct_ && !read_only(); }
   // True when the file cannot hold a hole: a block device, or a regular file whose
   // storage covers its size (one fstat; a file with a hole but extra metadata blocks may
   // pass, which only costs a hole reported as data).
@@ -70,6 +73,8 @@ class FileNode final : public BlockNode {
   // Splices file pages into the pipe when the file is buffered and fully allocated
   // (else ENOTSUP: O_DIRECT bypasses the page cache, and holes are worth reporting).
   Task<Status> do_read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe) override;
+  Task<Status> do_write_from_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe,
+                                  IoFlags flags) override;
   Task<Status> do_write_zeroes(uint64_t off, uint64_t len, IoFlags flags) override;
   Task<Status> do_discard(uint64_t off, uint64_t len, IoFlags flags) override;
   Task<Status> do_flush() override;
@@ -85,6 +90,7 @@ class FileNode final : public BlockNode {
   Status read_blocking(uint64_t off, std::span<std::byte> buf);
   Status write_blocking(uint64_t off, std::span<const std::byte> buf, bool fua);
   Status write_data(uint64_t off, std::span<const std::byte> buf, int rwf_flags);
+  Status write_pipe_blocking(uint64_t off, io::PipeBuffer& pipe, bool fua);
   Status direct_read(uint64_t off, std::span<std::byte> buf);
   Status direct_write(uint64_t off, std::span<const std::byte> buf, int rwf_flags);
   Status zero_blocking(uint64_t off, uint64_t len, IoFlags flags);

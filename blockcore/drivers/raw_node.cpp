@@ -68,6 +68,11 @@ Task<Status> RawNode::do_read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer
   co_return co_await file_->read_to_pipe(offset_ + off, len, pipe);
 }
 
+Task<Status> RawNode::do_write_from_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe,
+                                         IoFlags flags) {
+  co_return co_await file_->write_from_pipe(offset_ + off, len, pipe, flags);
+}
+
 Task<Status> RawNode::do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) {
   co_return co_await file_->write(offset_ + off, buf, flags);
 }

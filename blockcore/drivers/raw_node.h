@@ -26,6 +26,9 @@ class RawNode final : public BlockNode {
   static Result<std::shared_ptr<RawNode>> open(const NodeSpec& spec, BlockNodePtr file_child);
 
   std::string describe() const override { return file_->describe(); }
+  bool can_write_from_pipe() const override {
+    return !read_only() && file_->can_write_from_pipe();
+  }
   uint64_t offset() const { return offset_; }
   const BlockNodePtr& file() const { return file_; }
 
@@ -33,6 +36,8 @@ class RawNode final : public BlockNode {
   Task<Status> do_read(uint64_t off, std::span<std::byte> buf) override;
   Task<Status> do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) override;
   Task<Status> do_read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe) override;
+  Task<Status> do_write_from_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe,
+                                  IoFlags flags) override;
   Task<Status> do_write_zeroes(uint64_t off, uint64_t len, IoFlags flags) override;
   Task<Status> do_discard(uint64_t off, uint64_t len, IoFlags flags) override;
   Task<Status> do_flush() override;

@@ -77,6 +77,34 @@ Status PipeBuffer::fill_from_file(int fd, uint64_t off, size_t len, std::string_
   return Status::ok();
 }
 
+Status PipeBuffer::drain_to_file(int fd, uint64_t off, std::string_view what) {
+  while (held_ > 0) {
+    loff_t pos = static_cast<loff_t>(off);
+    const ssize_t n = ::splice(read_fd_, nullptr, fd, &pos, held_, SPLICE_F_MOVE);
+    if (n > 0) {
+      held_ -= static_cast<size_t>(n);
+      off += static_cast<uint64_t>(n);
+    } else if (n == 0) {
+      return Status::io_error("splice into " + std::string(what) + ": the pipe ran dry");
+    } else if (errno != EINTR) {
+      return Status::from_errno(errno, "splice into " + std::string(what));
+    }
+  }
+  return Status::ok();
+}
+
+size_t PipeBuffer::read_into(std::span<std::byte> dst) {
+  size_t done = 0;
+  while (done < dst.size() && held_ > 0) {
+    const ssize_t n = ::read(read_fd_, dst.data() + done, std::min(dst.size() - done, held_));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+    held_ -= static_cast<size_t>(n);
+  }
+  return done;
+}
+
 Status PipeBuffer::fill_zeroes(size_t len) {
   const std::span<const std::byte> zeroes = zero_buffer();
   while (len > 0) {

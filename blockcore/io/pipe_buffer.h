@@ -2,7 +2,8 @@
 // A read that splices file pages into a pipe, and a writer that splices the pipe into a
 // socket, move a reply from the page cache to the network without the two copies a
 // pread into memory and a send from it cost (on this machine class about a third of
-// the CPU per MiB: 130 µs against 360 µs).
+// the CPU per MiB: 130 µs against 360 µs). The other way, a WRITE payload spliced from
+// the socket into a pipe and from the pipe into the file is copied once, not twice.
 //
 // The pipe holds references to the file's page-cache pages, not copies: a write to the
 // same range before the pipe is drained shows through. That is fine for a read that is
@@ -13,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 #include "blockcore/base/result.h"
@@ -51,8 +53,16 @@ class PipeBuffer {
   // errors. REQUIRES: can_take(off, len).
   Status fill_from_file(int fd, uint64_t off, size_t len, std::string_view what);
 
-  // For the consumer: the end to splice from, and how much it took.
+  // Splices everything the pipe holds into fd at off (a WRITE's payload). On an error
+  // the pipe keeps what was not written.
+  Status drain_to_file(int fd, uint64_t off, std::string_view what);
+  // Copies up to dst.size() held bytes into memory (consuming them); returns how many.
+  size_t read_into(std::span<std::byte> dst);
+
+  // For a producer or consumer working on the fds directly: what it added or took.
   int read_fd() const { return read_fd_; }
+  int write_fd() const { return write_fd_; }
+  void produced(size_t n) { held_ += n; }
   void consumed(size_t n) { held_ -= n; }
 
  private:

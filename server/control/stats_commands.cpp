@@ -105,6 +105,7 @@ json export_json(const m::ExportStats& e) {
               {"read-bytes", e.nbd.bytes_read},
               {"read-bytes-zero-copy", e.nbd.bytes_read_zero_copy},
               {"write-bytes", e.nbd.bytes_written},
+              {"write-bytes-zero-copy", e.nbd.bytes_written_zero_copy},
               {"requests", std::move(requests)},
               {"errors", std::move(errors)}};
 }

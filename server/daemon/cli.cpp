@@ -35,8 +35,8 @@ serve options:
                          optional)
 
 common options:
-  --zero-copy-reads MODE auto|always|never: splice large reads from the page cache to
-                         the socket (see server.zero-copy-reads in the config docs)
+  --zero-copy MODE       auto|always|never: move large reads and writes between the
+                         socket and the page cache through a pipe (server.zero-copy)
   --log-level LEVEL      trace|debug|info|warn|error (overrides the config file)
 )";
 }
@@ -111,9 +111,9 @@ std::optional<CommandLine> parse_command_line(int argc, char** argv, std::string
     } else if (cl.mode == CommandLine::Mode::kServe && a == "--tls") {
       if (!(v = need_value(a))) return std::nullopt;
       cl.tls = v;
-    } else if (cl.mode == CommandLine::Mode::kServe && a == "--zero-copy-reads") {
+    } else if (cl.mode == CommandLine::Mode::kServe && a == "--zero-copy") {
       if (!(v = need_value(a))) return std::nullopt;
-      cl.zero_copy_reads = v;
+      cl.zero_copy = v;
     } else if (cl.mode == CommandLine::Mode::kServe && !a.empty() && a[0] != '-' &&
                cl.image.empty()) {
       cl.image = a;
@@ -136,8 +136,8 @@ std::optional<CommandLine> parse_command_line(int argc, char** argv, std::string
       *error = "--tls and --tls-verify-peer need --tls-creds-dir DIR or --tls-psk-file FILE";
       return std::nullopt;
     }
-    if (!cl.zero_copy_reads.empty() && !config::parse_zero_copy_reads(cl.zero_copy_reads)) {
-      *error = "unsupported --zero-copy-reads '" + cl.zero_copy_reads +
+    if (!cl.zero_copy.empty() && !config::parse_zero_copy(cl.zero_copy)) {
+      *error = "unsupported --zero-copy '" + cl.zero_copy +
                "' (supported: auto, always, never)";
       return std::nullopt;
     }

@@ -42,7 +42,7 @@ nbd::NbdServerOptions nbd_options(const config::ServerConfig& s) {
   o.max_connections = s.max_connections;
   o.handshake_timeout = std::chrono::milliseconds(uint64_t{s.handshake_timeout_s} * 1000);
   o.max_in_flight = s.max_in_flight;
-  o.zero_copy_reads = s.zero_copy_reads;
+  o.zero_copy = s.zero_copy;
   return o;
 }
 

@@ -82,8 +82,8 @@ Result<config::Config> make_serve_config(const CommandLine& cl, bool activated) 
     e.bitmaps.push_back(name);
   }
   cfg.exports.push_back(e);
-  if (!cl.zero_copy_reads.empty()) {
-    cfg.server.zero_copy_reads = *config::parse_zero_copy_reads(cl.zero_copy_reads);
+  if (!cl.zero_copy.empty()) {
+    cfg.server.zero_copy = *config::parse_zero_copy(cl.zero_copy);
   }
   if (!cl.tls_creds_dir.empty() || !cl.tls_psk_file.empty()) {
     config::TlsConfig t;

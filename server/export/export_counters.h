@@ -22,6 +22,7 @@ struct ExportCountersSnapshot {
   uint64_t bytes_read = 0;
   uint64_t bytes_read_zero_copy = 0;  // of bytes_read: spliced, not copied
   uint64_t bytes_written = 0;
+  uint64_t bytes_written_zero_copy = 0;  // of bytes_written: spliced in through a pipe
 };
 
 class ExportCounters {
@@ -41,6 +42,10 @@ class ExportCounters {
     bytes_read_zero_copy_.fetch_add(bytes, std::memory_order_relaxed);
   }
   void written(uint64_t bytes) { bytes_written_.fetch_add(bytes, std::memory_order_relaxed); }
+  // Of the bytes written, those spliced from the socket through a pipe.
+  void written_zero_copy(uint64_t bytes) {
+    bytes_written_zero_copy_.fetch_add(bytes, std::memory_order_relaxed);
+  }
 
   ExportCountersSnapshot snapshot() const {
     ExportCountersSnapshot s;
@@ -52,6 +57,7 @@ class ExportCounters {
     s.bytes_read = bytes_read_.load(std::memory_order_relaxed);
     s.bytes_read_zero_copy = bytes_read_zero_copy_.load(std::memory_order_relaxed);
     s.bytes_written = bytes_written_.load(std::memory_order_relaxed);
+    s.bytes_written_zero_copy = bytes_written_zero_copy_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -61,6 +67,7 @@ class ExportCounters {
   std::array<std::atomic<uint64_t>, kCommands> errors_{};
   std::atomic<uint64_t> bytes_read_{0};
   std::atomic<uint64_t> bytes_read_zero_copy_{0};
+  std::atomic<uint64_t> bytes_written_zero_copy_{0};
   std::atomic<uint64_t> bytes_written_{0};
 };
 

@@ -176,6 +176,12 @@ void export_and_fleece_families(Writer& w, const StatsSnapshot& s) {
     w.sample("fleece_export_write_bytes_total", {{"export", e.name}, {"node", e.node_name}},
              e.nbd.bytes_written);
   }
+  w.family("fleece_export_write_zero_copy_bytes_total", "counter",
+           "Of the bytes written to an export, those spliced from the socket through a pipe.");
+  for (const ExportStats& e : s.exports) {
+    w.sample("fleece_export_write_zero_copy_bytes_total",
+             {{"export", e.name}, {"node", e.node_name}}, e.nbd.bytes_written_zero_copy);
+  }
   w.family("fleece_fleece_overlay_bytes", "gauge", "Space a fleece's overlay file takes.");
   for (const FleeceStats& f : s.fleeces) {
     w.sample("fleece_fleece_overlay_bytes", {{"id", f.id}, {"node", f.node_name}},

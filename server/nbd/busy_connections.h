@@ -1,6 +1,6 @@
 // BusyConnections: how many of the server's connections have requests in flight right
 // now. Large reads use it to choose between splicing file pages (least server CPU) and
-// copying (warmest data for a client on the same host): see LargeReadPath.
+// copying (warmest data for a client on the same host): see ZeroCopyPath.
 // Threading: thread-safe (one atomic); shared by the server and its connections.
 #pragma once
 

@@ -140,12 +140,12 @@ Task<void> Connection::transmission(const NegotiatedSession& session) {
     free_slots_.push_back(slots_.back().get());
   }
   // TLS sessions copy: their data must pass through the TLS stream.
-  const bool splice = !io_.tls() && options_.zero_copy_reads != config::ZeroCopyReads::kNever;
-  const bool always = options_.zero_copy_reads == config::ZeroCopyReads::kAlways;
-  RequestHandler handler(
-      session, pool_,
-      LargeReadPath{splice ? &pipes_ : nullptr, always ? nullptr : options_.busy.get(),
-                    local_peer_});
+  const bool splice = !io_.tls() && options_.zero_copy != config::ZeroCopy::kNever;
+  pipe_writes_ = splice && session.exp->root->can_write_from_pipe();
+  const bool always = options_.zero_copy == config::ZeroCopy::kAlways;
+  zero_copy_ = ZeroCopyPath{splice ? &pipes_ : nullptr, always ? nullptr : options_.busy.get(),
+                            local_peer_};
+  RequestHandler handler(session, pool_, zero_copy_);
   ReplyWriter writer(
       io_, strand_, [this](RequestSlot* s) { release_slot(s); },
       [this](const std::error_code& ec) { abort_now("reply write failed: " + ec.message()); });
@@ -208,13 +208,10 @@ Task<void> Connection::read_loop(const NegotiatedSession& session, RequestHandle
     RequestSlot* slot = reader_slot_ = take_slot();
     slot->req = h;
     if (h.type == kCmdWrite && h.length > 0) {
-      slot->data = pool_.acquire(h.length);
-      if (!io_.try_read_buffered(slot->data.span(h.length))) {
-        std::error_code ec = co_await io_.read_exact(slot->data.span(h.length));
-        if (ec) {
-          set_reason("client closed the connection in the middle of a request");
-          co_return;  // transmission() releases reader_slot_
-        }
+      std::error_code ec = co_await read_write_payload(*slot, vctx);
+      if (ec) {
+        set_reason("client closed the connection in the middle of a request");
+        co_return;  // transmission() releases reader_slot_
       }
     }
     const ValidationResult v = validate_request(h, vctx);
@@ -242,6 +239,28 @@ Task<void> Connection::handle_one(std::shared_ptr<Connection> self, RequestSlot*
   co_await handler.handle(*slot);  // never throws
   writer.enqueue(slot);
   (void)self;
+}
+
+Task<std::error_code> Connection::read_write_payload(RequestSlot& slot,
+                                                     const ValidationContext& vctx) {
+  const uint32_t len = slot.req.length;
+  if (pipe_writes_ && len >= kPipeWriteThreshold && len <= PipePool::kCapacity &&
+      zero_copy_.use_pipe() && validate_request(slot.req, vctx).ok()) {
+    slot.pipe = pipes_.acquire();
+    if (slot.pipe) {
+      bool full = false;
+      std::error_code ec = co_await io_.read_into_pipe(slot.pipe, len, &full);
+      if (ec || !full) co_return ec;
+      // Out of pipe slots (small segments): the payload continues in memory.
+      slot.data = pool_.acquire(len);
+      const size_t have = slot.pipe.read_into(slot.data.span(len));
+      pipes_.release(std::move(slot.pipe));
+      co_return co_await io_.read_exact(slot.data.span(len).subspan(have));
+    }
+  }
+  slot.data = pool_.acquire(len);
+  if (io_.try_read_buffered(slot.data.span(len))) co_return std::error_code{};
+  co_return co_await io_.read_exact(slot.data.span(len));
 }
 
 RequestSlot* Connection::take_slot() {

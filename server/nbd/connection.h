@@ -43,7 +43,7 @@ struct ConnectionOptions {
   std::chrono::milliseconds handshake_timeout{10000};
   unsigned max_in_flight = 16;
   std::shared_ptr<net::TlsContext> tls;  // null: no STARTTLS
-  config::ZeroCopyReads zero_copy_reads = config::ZeroCopyReads::kAuto;
+  config::ZeroCopy zero_copy = config::ZeroCopy::kAuto;
   // The server's count of busy connections (large-read path choice); may be null.
   std::shared_ptr<BusyConnections> busy;
 };
@@ -105,6 +105,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                   ReplyWriter& writer);
   blockcore::Task<void> handle_one(std::shared_ptr<Connection> self, RequestSlot* slot,
                                    RequestHandler& handler, ReplyWriter& writer);
+  // Reads a WRITE's payload into the slot: through a pipe when the node can take it,
+  // zero_copy_ says so and the request is valid and large enough; else (or when the
+  // pipe fills up) into memory.
+  blockcore::Task<std::error_code> read_write_payload(RequestSlot& slot,
+                                                      const ValidationContext& vctx);
   RequestSlot* take_slot();
   void release_slot(RequestSlot* slot);
   void set_reason(std::string reason);
@@ -129,6 +134,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Phase phase_ = Phase::kStarting;
   bool stop_reading_ = false;
   bool local_peer_ = false;
+  bool pipe_writes_ = false;  // the export's node can take WRITE payloads from pipes
+  ZeroCopyPath zero_copy_;
   ExportPtr exp_;
   std::atomic<const Export*> serving_{nullptr};  // exp_.get() published for other threads
   std::chrono::steady_clock::time_point start_;

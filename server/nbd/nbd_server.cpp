@@ -94,7 +94,7 @@ void NbdServer::accept(asio::generic::stream_protocol::socket socket, std::strin
     conn = std::make_shared<Connection>(
         std::move(socket), std::move(peer), impl_->exports, impl_->contexts,
         ConnectionOptions{impl_->opts.handshake_timeout, impl_->opts.max_in_flight,
-                          impl_->opts.tls, impl_->opts.zero_copy_reads, impl_->busy});
+                          impl_->opts.tls, impl_->opts.zero_copy, impl_->busy});
     impl_->connections.emplace(conn.get(), conn);
   }
   asio::co_spawn(conn->strand(), conn->run(),

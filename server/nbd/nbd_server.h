@@ -32,7 +32,7 @@ struct NbdServerOptions {
   std::chrono::milliseconds handshake_timeout{10000};
   unsigned max_in_flight = 16;  // per connection; memory bound = this × 32 MiB
   std::shared_ptr<net::TlsContext> tls;  // STARTTLS credentials; null: plain only
-  config::ZeroCopyReads zero_copy_reads = config::ZeroCopyReads::kAuto;
+  config::ZeroCopy zero_copy = config::ZeroCopy::kAuto;
 };
 
 class NbdServer {

@@ -27,8 +27,8 @@ bool all_zero(const std::byte* p, size_t n) {
 }  // namespace
 
 RequestHandler::RequestHandler(const NegotiatedSession& session, BufferPool& pool,
-                               LargeReadPath large_reads)
-    : session_(session), pool_(pool), large_reads_(large_reads), root_(*session.exp->root) {
+                               ZeroCopyPath zero_copy)
+    : session_(session), pool_(pool), zero_copy_(zero_copy), root_(*session.exp->root) {
   session.exp->counters->connection();
 }
 
@@ -135,10 +135,18 @@ Task<void> RequestHandler::dispatch(RequestSlot& slot) {
       co_await handle_read(slot);
       co_return;
     case kCmdWrite: {
-      Status s = co_await write_range(r.offset, slot.data.span(r.length), fua_flag(slot));
+      Status s = Status::ok();
+      const bool piped = slot.pipe.held() > 0;
+      if (piped) {
+        s = co_await root_.write_from_pipe(r.offset, r.length, slot.pipe, fua_flag(slot));
+        if (zero_copy_.pipes) zero_copy_.pipes->release(std::move(slot.pipe));
+      } else {
+        s = co_await write_range(r.offset, slot.data.span(r.length), fua_flag(slot));
+      }
       slot.data.reset();  // back to the pool before the reply is even queued
       if (s.is_ok()) stats_.bytes_written += r.length;
       if (s.is_ok()) session_.exp->counters->written(r.length);
+      if (s.is_ok() && piped) session_.exp->counters->written_zero_copy(r.length);
       reply_status(slot, co_await finish_fua(slot, std::move(s)));
       co_return;
     }
@@ -179,7 +187,7 @@ Task<void> RequestHandler::handle_read(RequestSlot& slot) {
     }
     co_return;
   }
-  if (r.length >= kPipeReadThreshold && large_reads_.use_pipe()) {
+  if (r.length >= kPipeReadThreshold && zero_copy_.use_pipe()) {
     const bool sent = co_await read_through_pipe(slot);
     if (sent) co_return;
   }
@@ -201,15 +209,15 @@ Task<void> RequestHandler::handle_read(RequestSlot& slot) {
 
 Task<bool> RequestHandler::read_through_pipe(RequestSlot& slot) {
   const RequestHeader& r = slot.req;
-  blockcore::io::PipeBuffer pipe = large_reads_.pipes->acquire();
+  blockcore::io::PipeBuffer pipe = zero_copy_.pipes->acquire();
   if (!pipe) co_return false;
   Status s = co_await root_.read_to_pipe(r.offset, r.length, pipe);
   if (s.code() == ENOTSUP && pipe.held() == 0) {
-    large_reads_.pipes->release(std::move(pipe));
+    zero_copy_.pipes->release(std::move(pipe));
     co_return false;
   }
   if (!s.is_ok()) {
-    large_reads_.pipes->release(std::move(pipe));  // closed: it may hold part of the range
+    zero_copy_.pipes->release(std::move(pipe));  // closed: it may hold part of the range
     reply_status(slot, s);
     co_return true;
   }

@@ -1,6 +1,7 @@
 #include "server/nbd/socket_io.h"
 
 #include <fcntl.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <asio/read.hpp>
@@ -160,6 +161,60 @@ blockcore::Task<std::error_code> SocketIo::write_all(const std::vector<asio::con
   }
   bytes_out_ += n;
   co_return ec;
+}
+
+blockcore::Task<std::error_code> SocketIo::read_into_pipe(blockcore::io::PipeBuffer& pipe,
+                                                         size_t n, bool* pipe_full) {
+  *pipe_full = false;
+  if (tls_) co_return std::make_error_code(std::errc::invalid_argument);
+  size_t done = 0;
+  while (pos_ < end_ && done < n) {
+    const ssize_t w = ::write(pipe.write_fd(), buf_.get() + pos_, std::min(end_ - pos_, n - done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EAGAIN) {
+      *pipe_full = true;
+      co_return std::error_code{};
+    }
+    if (w < 0) co_return std::error_code(errno, std::system_category());
+    pos_ += static_cast<size_t>(w);
+    done += static_cast<size_t>(w);
+    pipe.produced(static_cast<size_t>(w));
+  }
+  if (pos_ == end_) pos_ = end_ = 0;
+  std::error_code ec;
+  if (!socket_.native_non_blocking()) socket_.native_non_blocking(true, ec);
+  if (ec) co_return ec;
+  const int fd = socket_.native_handle();
+  bool data_waiting = false;  // the socket was readable when the last splice was tried
+  while (done < n) {
+    const ssize_t got =
+        ::splice(fd, nullptr, pipe.write_fd(), nullptr, n - done, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (got > 0) {
+      done += static_cast<size_t>(got);
+      pipe.produced(static_cast<size_t>(got));
+      bytes_in_ += static_cast<uint64_t>(got);
+      data_waiting = false;
+      continue;
+    }
+    if (got == 0) co_return asio::error::eof;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) co_return std::error_code(errno, std::system_category());
+    // Nothing to read yet, or no room left in the pipe. Only this coroutine reads the
+    // socket, so data seen waiting before a splice that still found nothing to do
+    // means the pipe is full.
+    if (data_waiting) {
+      *pipe_full = true;
+      co_return std::error_code{};
+    }
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) {
+      data_waiting = true;
+      continue;
+    }
+    std::tie(ec) = co_await socket_.async_wait(asio::socket_base::wait_read, kUseTuple);
+    if (ec) co_return ec;
+  }
+  co_return std::error_code{};
 }
 
 blockcore::Task<std::error_code> SocketIo::write_from_pipe(blockcore::io::PipeBuffer& pipe,

@@ -5,7 +5,8 @@
 // (EOF, reset, cancellation) are returned as error_code values, never thrown.
 // After start_tls() (NBD_OPT_STARTTLS) the same calls read and write through TLS; the
 // plain path stays a direct socket call (one branch, no extra copy). A plain socket can
-// also be fed from a pipe of file pages (write_from_pipe), which copies nothing.
+// also be fed from a pipe of file pages (write_from_pipe), which copies nothing, and
+// drained into a pipe (read_into_pipe).
 // Threading: confined to the connection's strand.
 #pragma once
 
@@ -43,6 +44,13 @@ class SocketIo {
   bool try_read_buffered(std::span<std::byte> dst);
   // Reads exactly dst.size() bytes (buffer first, then the socket).
   blockcore::Task<std::error_code> read_exact(std::span<std::byte> dst);
+  // Moves the next n bytes of the stream into the empty `pipe`: what is buffered is
+  // copied in, the rest spliced from the socket (by reference to its pages). When the
+  // pipe runs out of slots first (a stream of small segments, e.g. TCP from a NIC),
+  // sets *pipe_full and returns early; the caller reads the rest with read_exact().
+  // REQUIRES: !tls().
+  blockcore::Task<std::error_code> read_into_pipe(blockcore::io::PipeBuffer& pipe, size_t n,
+                                                  bool* pipe_full);
   // Reads and drops n bytes.
   blockcore::Task<std::error_code> skip(uint64_t n);
 

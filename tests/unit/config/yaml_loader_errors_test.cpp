@@ -48,8 +48,8 @@ const BadConfig kBadConfigs[] = {
      "out of range (1-1024)"},
     {"NotANumber", "server:\n  handshake-timeout: 10s\n", 2, "server.handshake-timeout",
      "expected a number, got '10s'"},
-    {"UnknownZeroCopyMode", "server:\n  io-threads: 1\n  zero-copy-reads: sometimes\n", 3,
-     "server.zero-copy-reads", "expected auto|always|never, got 'sometimes'"},
+    {"UnknownZeroCopyMode", "server:\n  io-threads: 1\n  zero-copy: sometimes\n", 3,
+     "server.zero-copy", "expected auto|always|never, got 'sometimes'"},
     {"SizeOverflow",
      NODES "  - { node-name: r1, driver: raw, file: { driver: file, filename: /x },\n"
            "      offset: 99999999999E }\n",

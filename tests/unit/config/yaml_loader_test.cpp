@@ -120,17 +120,17 @@ TEST(YamlLoader, Defaults) {
 TEST(YamlLoader, ServerSection) {
   LoadResult r = load_ok(
       "server:\n  io-threads: 2\n  blocking-threads: 8\n  max-connections: 10\n"
-      "  handshake-timeout: 30\n  max-in-flight: 64\n  zero-copy-reads: always\n");
+      "  handshake-timeout: 30\n  max-in-flight: 64\n  zero-copy: always\n");
   const ServerConfig& s = r.value().server;
   EXPECT_EQ(s.io_threads, 2u);
   EXPECT_EQ(s.blocking_threads, 8u);
   EXPECT_EQ(s.max_connections, 10u);
   EXPECT_EQ(s.handshake_timeout_s, 30u);
   EXPECT_EQ(s.max_in_flight, 64u);
-  EXPECT_EQ(s.zero_copy_reads, ZeroCopyReads::kAlways);
-  EXPECT_STREQ(zero_copy_reads_name(s.zero_copy_reads), "always");
-  EXPECT_EQ(load_ok("server:\n  io-threads: 1\n").value().server.zero_copy_reads,
-            ZeroCopyReads::kAuto);
+  EXPECT_EQ(s.zero_copy, ZeroCopy::kAlways);
+  EXPECT_STREQ(zero_copy_name(s.zero_copy), "always");
+  EXPECT_EQ(load_ok("server:\n  io-threads: 1\n").value().server.zero_copy,
+            ZeroCopy::kAuto);
 }
 
 TEST(YamlLoader, FileAndRawOptions) {

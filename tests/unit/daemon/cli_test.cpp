@@ -105,21 +105,21 @@ TEST(CommandLine, ServeFormat) {
   EXPECT_NE(err.find("supported: raw, qcow2"), std::string::npos) << err;
 }
 
-TEST(CommandLine, ServeZeroCopyReads) {
+TEST(CommandLine, ServeZeroCopy) {
   std::string err;
   auto cl = parse({"serve", "a.raw", "--format", "raw"}, &err);
   ASSERT_TRUE(cl) << err;
   auto cfg = make_serve_config(*cl, false);
   ASSERT_TRUE(cfg.is_ok()) << cfg.status().to_string();
-  EXPECT_EQ(cfg.value().server.zero_copy_reads, config::ZeroCopyReads::kAuto);
-  cl = parse({"serve", "a.raw", "--format", "raw", "--zero-copy-reads", "never"}, &err);
+  EXPECT_EQ(cfg.value().server.zero_copy, config::ZeroCopy::kAuto);
+  cl = parse({"serve", "a.raw", "--format", "raw", "--zero-copy", "never"}, &err);
   ASSERT_TRUE(cl) << err;
   cfg = make_serve_config(*cl, false);
   ASSERT_TRUE(cfg.is_ok()) << cfg.status().to_string();
-  EXPECT_EQ(cfg.value().server.zero_copy_reads, config::ZeroCopyReads::kNever);
-  EXPECT_FALSE(parse({"serve", "a.raw", "--zero-copy-reads", "sometimes"}, &err));
+  EXPECT_EQ(cfg.value().server.zero_copy, config::ZeroCopy::kNever);
+  EXPECT_FALSE(parse({"serve", "a.raw", "--zero-copy", "sometimes"}, &err));
   EXPECT_NE(err.find("supported: auto, always, never"), std::string::npos) << err;
-  EXPECT_FALSE(parse({"serve", "a.raw", "--zero-copy-reads"}, &err));
+  EXPECT_FALSE(parse({"serve", "a.raw", "--zero-copy"}, &err));
 }
 
 // Writes `bytes` to a new file in `dir`.

@@ -1,9 +1,11 @@
-"""End-to-end tests of zero-copy reads (`server: zero-copy-reads`): READ replies of
-128 KiB and more from a fully allocated raw file are spliced from the page cache to the
-socket. Every byte read through the daemon must equal the file, whichever path a
-request takes; query-blockstats counts exactly the spliced bytes; sparse files keep
-their OFFSET_HOLE chunks and qcow2 images are copied; `auto` splices only when more
-than one connection is busy; a client that vanishes mid-reply leaves no pipe behind."""
+"""End-to-end tests of zero-copy I/O (`server: zero-copy`): READ replies of 128 KiB to
+1 MiB from a fully allocated raw file are spliced from the page cache to the socket,
+and WRITE payloads of that size are spliced from the socket through a pipe into the
+file. Every byte read or written through the daemon must equal the file, whichever path
+a request takes; query-blockstats counts exactly the spliced bytes; sparse files keep
+their OFFSET_HOLE chunks and qcow2 images are copied; a fleece keeps the old data of a
+spliced write; `auto` splices only when more than one connection is busy; a client that
+vanishes mid-reply leaves no pipe behind."""
 
 import os
 import time
@@ -27,7 +29,7 @@ CONFIG = """listen:
 control:
   unix: {{control_sock}}
 server:
-  zero-copy-reads: {mode}
+  zero-copy: {mode}
 nodes:
   - node-name: dense
     driver: raw
@@ -38,6 +40,8 @@ nodes:
   - node-name: q
     driver: qcow2
     file: {{{{ driver: file, filename: "{{dir}}/q.qcow2" }}}}
+fleecing:
+  overlay-dir: "{{dir}}/overlays"
 exports:
   - {{{{ name: dense, node: dense, writable: true }}}}
   - {{{{ name: sparse, node: sparse, writable: true }}}}
@@ -48,6 +52,7 @@ exports:
 def start(tmp_path, mode):
     rng = random.Random(7)
     data = rng.randbytes(DENSE_SIZE)
+    (tmp_path / "overlays").mkdir()
     (tmp_path / "dense.img").write_bytes(data)
     make_image(tmp_path / "sparse.img", 8 * MiB, pattern=[(0x11, 0, MiB)])
     make_image(tmp_path / "q.qcow2", 8 * MiB, fmt="qcow2", pattern=[(0x22, 0, 4 * MiB)])
@@ -70,7 +75,7 @@ def export_stats(d, name):
 
 
 def spliceable(off, length):
-    """Whether fleeced splices a READ of a fully allocated file (see LargeReadPath)."""
+    """Whether fleeced splices a READ of a fully allocated file (see ZeroCopyPath)."""
     pages = (off + length - 1) // PAGE - off // PAGE + 1
     return length >= THRESHOLD and pages * PAGE <= PIPE
 
@@ -213,3 +218,60 @@ def test_client_vanishing_mid_reply_leaves_no_pipe(tmp_path):
         assert pipes_of(d.proc.pid) == baseline
         assert d.alive()
         assert d.stop() == 0
+
+
+def test_spliced_writes_land_exactly(tmp_path):
+    d, data = start(tmp_path, "always")
+    data = bytearray(data)
+    with d:
+        h = connect(d, "dense")
+        rng = random.Random(5)
+        plan = [(0, MiB, 0), (777, MiB, nbd.CMD_FLAG_FUA), (DENSE_SIZE - MiB, MiB, 0),
+                (3 * MiB, THRESHOLD, 0), (5 * MiB + 1, THRESHOLD - 1, 0), (9 * MiB, 2 * MiB, 0)]
+        for _ in range(40):
+            length = rng.choice([THRESHOLD, 300000, MiB, 64 * KiB, 4096])
+            plan.append((rng.randrange(0, DENSE_SIZE - length), length,
+                         rng.choice([0, 0, nbd.CMD_FLAG_FUA])))
+        for off, length, flags in plan:
+            payload = rng.randbytes(length)
+            h.pwrite(payload, off, flags)
+            data[off:off + length] = payload
+            if rng.random() < 0.3:
+                assert h.pread(length, off) == payload
+        h.flush()
+        h.shutdown()
+        assert (tmp_path / "dense.img").read_bytes() == bytes(data)
+        st = export_stats(d, "dense")
+        assert st["write-bytes"] == sum(length for _, length, _ in plan)
+        assert st["write-bytes-zero-copy"] == sum(
+            length for _, length, _ in plan if THRESHOLD <= length <= PIPE)
+
+
+def test_never_copies_writes(tmp_path):
+    d, _ = start(tmp_path, "never")
+    with d:
+        h = connect(d, "dense")
+        h.pwrite(bytes(MiB), 0)
+        h.shutdown()
+        st = export_stats(d, "dense")
+        assert st["write-bytes"] == MiB and st["write-bytes-zero-copy"] == 0
+
+
+def test_fleece_keeps_the_old_data_of_spliced_writes(tmp_path):
+    d, data = start(tmp_path, "always")
+    with d, Qmp(d.control_sock) as q:
+        r = q.cmd("fleece-start", {"id": "f", "node": "dense"})
+        assert "return" in r, r
+        h = connect(d, "dense")
+        new = random.Random(9).randbytes(4 * MiB)
+        for off in range(0, 4 * MiB, MiB):
+            h.pwrite(new[off:off + MiB], 2 * MiB + off)
+        view = connect(d, "dense-fleece")
+        for off in range(0, 8 * MiB, MiB):
+            assert view.pread(MiB, off) == data[off:off + MiB], off
+        assert h.pread(4 * MiB, 2 * MiB) == new
+        view.shutdown()
+        h.shutdown()
+        st = export_stats(d, "dense")
+        assert st["write-bytes-zero-copy"] == 4 * MiB
+        assert "return" in q.cmd("fleece-stop", {"id": "f"})
