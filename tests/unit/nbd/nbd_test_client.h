@@ -1,6 +1,7 @@
 // A deliberately simple, blocking NBD client for unit tests: raw bytes over a socket
 // file descriptor with a receive timeout, so tests can send exactly what they want
-// (including garbage) and assert exactly what a client would see.
+// (including garbage) and assert exactly what a client would see. After STARTTLS a
+// test sets a Transport (its TLS session) and the same calls go through it.
 // Threading: one test thread.
 #pragma once
 
@@ -60,6 +61,15 @@ struct GoResult {
   std::vector<std::pair<uint32_t, std::string>> contexts;  // from SET_META_CONTEXT
 };
 
+// A byte stream layered over the client's socket, such as a TLS session.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Like send(2) and recv(2): bytes moved, 0 at the end of the stream, -1 on an error.
+  virtual ssize_t send_some(const std::byte* p, size_t n) = 0;
+  virtual ssize_t recv_some(std::byte* p, size_t n) = 0;
+};
+
 class TestClient {
  public:
   explicit TestClient(int fd, int timeout_ms = 5000) : fd_(fd) {
@@ -77,12 +87,16 @@ class TestClient {
     fd_ = -1;
   }
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+  // Reads and writes go through `t` from now on (nullptr: the socket again).
+  // REQUIRES: t outlives its use here.
+  void set_transport(Transport* t) { transport_ = t; }
 
   // Returns false if the peer is gone (EPIPE) — tests sending garbage may see that.
   bool send(std::span<const std::byte> b) {
     size_t done = 0;
     while (done < b.size()) {
-      ssize_t n = ::send(fd_, b.data() + done, b.size() - done, MSG_NOSIGNAL);
+      ssize_t n = transport_ ? transport_->send_some(b.data() + done, b.size() - done)
+                             : ::send(fd_, b.data() + done, b.size() - done, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return false;
       done += static_cast<size_t>(n);
@@ -96,7 +110,8 @@ class TestClient {
     std::vector<std::byte> out(n);
     size_t done = 0;
     while (done < n) {
-      ssize_t r = ::recv(fd_, out.data() + done, n - done, 0);
+      ssize_t r = transport_ ? transport_->recv_some(out.data() + done, n - done)
+                             : ::recv(fd_, out.data() + done, n - done, 0);
       if (r < 0 && errno == EINTR) continue;
       if (r == 0) throw std::runtime_error("server closed the connection");
       if (r < 0) throw std::runtime_error(std::string("recv: ") + std::strerror(errno));
@@ -243,6 +258,7 @@ class TestClient {
 
  private:
   int fd_;
+  Transport* transport_ = nullptr;
 };
 
 }  // namespace nbd_test

@@ -17,8 +17,9 @@ namespace {
 
 constexpr const char* kKeyHex = "00112233445566778899aabbccddeeff";
 
-// A blocking OpenSSL client over the test client's socket.
-class PskClient {
+// A blocking OpenSSL PSK session over the test client's socket, used as its transport
+// once the handshake is done.
+class PskClient : public Transport {
  public:
   PskClient(int fd, std::string identity, std::vector<uint8_t> key, bool tls12 = false)
       : identity_(std::move(identity)), key_(std::move(key)) {
@@ -32,53 +33,24 @@ class PskClient {
     SSL_set_app_data(ssl_, this);
     SSL_set_fd(ssl_, fd);
   }
-  ~PskClient() {
+  ~PskClient() override {
     SSL_free(ssl_);
     SSL_CTX_free(ctx_);
   }
   bool handshake() { return SSL_connect(ssl_) == 1; }
   std::string version() const { return SSL_get_version(ssl_); }
 
-  void send_option(uint32_t option, std::span<const std::byte> data = {}) {
-    WireWriter w;
-    w.u64(kIHaveOpt).u32(option).u32(static_cast<uint32_t>(data.size())).bytes(data);
-    ASSERT_EQ(SSL_write(ssl_, w.view().data(), static_cast<int>(w.view().size())),
-              static_cast<int>(w.view().size()));
+  ssize_t send_some(const std::byte* p, size_t n) override {
+    const int r = SSL_write(ssl_, p, static_cast<int>(n));
+    return r > 0 ? r : -1;
   }
-  OptionReply read_option_reply() {
-    auto h = recv(kOptionReplyHeaderSize);
-    OptionReply r;
-    if (h.size() != kOptionReplyHeaderSize) return r;
-    EXPECT_EQ(load_be64(h.data()), kOptReplyMagic);
-    r.option = load_be32(h.data() + 8);
-    r.type = load_be32(h.data() + 12);
-    r.data = recv(load_be32(h.data() + 16));
-    return r;
-  }
-  std::vector<OptionReply> read_option_replies() {
-    std::vector<OptionReply> out;
-    for (;;) {
-      out.push_back(read_option_reply());
-      const uint32_t t = out.back().type;
-      if (t == 0 || t == kRepAck || (t & kRepFlagError)) return out;
-    }
+  ssize_t recv_some(std::byte* p, size_t n) override {
+    const int r = SSL_read(ssl_, p, static_cast<int>(n));
+    if (r > 0) return r;
+    return SSL_get_error(ssl_, r) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
   }
 
  private:
-  std::vector<std::byte> recv(size_t n) {
-    std::vector<std::byte> out(n);
-    size_t done = 0;
-    while (done < n) {
-      const int r = SSL_read(ssl_, out.data() + done, static_cast<int>(n - done));
-      if (r <= 0) {
-        ADD_FAILURE() << "TLS read failed";
-        out.resize(done);
-        return out;
-      }
-      done += static_cast<size_t>(r);
-    }
-    return out;
-  }
   static unsigned callback(SSL* ssl, const char*, char* identity, unsigned max_identity,
                            unsigned char* psk, unsigned max_psk) {
     auto* self = static_cast<PskClient*>(SSL_get_app_data(ssl));
@@ -130,7 +102,7 @@ class StartTls : public NbdServerFixture {
     ::unlink(psk_path_.c_str());
   }
 
-  std::vector<std::string> list(PskClient& t) {
+  std::vector<std::string> list(TestClient& t) {
     t.send_option(kOptList);
     std::vector<std::string> names;
     for (auto& r : t.read_option_replies()) {
@@ -157,18 +129,19 @@ TEST_F(StartTls, UpgradeForgetsPlaintextNegotiationAndAppliesPskIdentity) {
   PskClient t(c->fd(), "alice", key_bytes());
   ASSERT_TRUE(t.handshake());
   EXPECT_EQ(t.version(), "TLSv1.3");
+  c->set_transport(&t);
   // ...and forgotten after it: meta contexts need structured replies again.
-  t.send_option(kOptListMetaContext, TestClient::meta_data("disk", {}));
-  OptionReply r = t.read_option_reply();
+  c->send_option(kOptListMetaContext, TestClient::meta_data("disk", {}));
+  OptionReply r = c->read_option_reply();
   EXPECT_EQ(r.type, kRepErrInvalid);
   EXPECT_NE(to_string(r.data).find("structured replies must be negotiated"), std::string::npos);
-  t.send_option(kOptStructuredReply);
-  EXPECT_EQ(t.read_option_reply().type, kRepAck);  // not "already negotiated"
-  t.send_option(kOptStartTls);
-  EXPECT_EQ(t.read_option_reply().type, kRepErrInvalid);
-  EXPECT_EQ(list(t), (std::vector<std::string>{"alice-disk", "disk"}));
-  t.send_option(kOptInfo, TestClient::info_data("alice-disk", {}));
-  EXPECT_EQ(t.read_option_replies().back().type, kRepAck);
+  c->send_option(kOptStructuredReply);
+  EXPECT_EQ(c->read_option_reply().type, kRepAck);  // not "already negotiated"
+  c->send_option(kOptStartTls);
+  EXPECT_EQ(c->read_option_reply().type, kRepErrInvalid);
+  EXPECT_EQ(list(*c), (std::vector<std::string>{"alice-disk", "disk"}));
+  c->send_option(kOptInfo, TestClient::info_data("alice-disk", {}));
+  EXPECT_EQ(c->read_option_replies().back().type, kRepAck);
 }
 
 TEST_F(StartTls, OtherIdentitiesDoNotSeeTheExport) {
@@ -178,9 +151,10 @@ TEST_F(StartTls, OtherIdentitiesDoNotSeeTheExport) {
   ASSERT_EQ(c->read_option_reply().type, kRepAck);
   PskClient t(c->fd(), "bob", key_bytes());
   ASSERT_TRUE(t.handshake());
-  EXPECT_EQ(list(t), (std::vector<std::string>{"disk"}));
-  t.send_option(kOptGo, TestClient::info_data("alice-disk", {}));
-  EXPECT_EQ(t.read_option_reply().type, kRepErrUnknown);
+  c->set_transport(&t);
+  EXPECT_EQ(list(*c), (std::vector<std::string>{"disk"}));
+  c->send_option(kOptGo, TestClient::info_data("alice-disk", {}));
+  EXPECT_EQ(c->read_option_reply().type, kRepErrUnknown);
 }
 
 TEST_F(StartTls, Tls12PskSuitesWork) {
@@ -191,7 +165,8 @@ TEST_F(StartTls, Tls12PskSuitesWork) {
   PskClient t(c->fd(), "alice", key_bytes(), /*tls12=*/true);
   ASSERT_TRUE(t.handshake());
   EXPECT_EQ(t.version(), "TLSv1.2");
-  EXPECT_EQ(list(t), (std::vector<std::string>{"alice-disk", "disk"}));
+  c->set_transport(&t);
+  EXPECT_EQ(list(*c), (std::vector<std::string>{"alice-disk", "disk"}));
 }
 
 TEST_F(StartTls, UnknownIdentityOrWrongKeyFailsTheHandshakeOnly) {
