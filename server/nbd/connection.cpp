@@ -278,7 +278,10 @@ void Connection::release_slot(RequestSlot* slot) {
   slot->clear_reply();
   if (slot->meta.capacity() > kMaxRetainedMeta) std::vector<std::byte>().swap(slot->meta);
   free_slots_.push_back(slot);
-  if (free_slots_.size() == slots_.size() && options_.busy) options_.busy->became_idle();
+  if (free_slots_.size() == slots_.size()) {  // idle: nothing in flight
+    if (options_.busy) options_.busy->became_idle();
+    pipes_.trim(kIdlePipes);
+  }
   slot_event_.notify();
 }
 

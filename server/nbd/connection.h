@@ -66,6 +66,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Reply headers of a released slot above this size are freed (a BLOCK_STATUS reply
   // can reach 1 MiB; keep only what ordinary replies need).
   static constexpr size_t kMaxRetainedMeta = 64 * 1024;
+  // Pipes an idle connection keeps (each counts 1 MiB against the user's pipe budget).
+  static constexpr size_t kIdlePipes = 2;
 
   using Strand = asio::strand<asio::any_io_executor>;
 

@@ -35,4 +35,8 @@ void PipePool::release(PipeBuffer pipe) {
   free_.push_back(std::move(pipe));
 }
 
+void PipePool::trim(size_t keep) {
+  if (free_.size() > keep) free_.resize(keep);
+}
+
 }  // namespace server::nbd

@@ -29,6 +29,8 @@ class PipePool {
   blockcore::io::PipeBuffer acquire();
   // Takes a pipe back (an empty handle is ignored).
   void release(blockcore::io::PipeBuffer pipe);
+  // Closes free pipes beyond `keep` (an idle connection gives back its pipe budget).
+  void trim(size_t keep);
 
   size_t retained() const { return free_.size(); }
   uint64_t refusals() const { return refusals_; }
