@@ -27,7 +27,7 @@ set -euo pipefail
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$script_dir/../.." && pwd)
 # shellcheck source=lib.sh
-. "$script_dir/lib.sh"   # busy_percent, wait_for_idle, proc_cpu_ticks, median
+. "$script_dir/lib.sh"   # install_cleanup, busy_percent, wait_for_idle, proc_cpu_ticks, median
 
 FLEECED=${FLEECED:-$repo_root/build/bin/fleeced}
 rounds=${BENCH_ROUNDS:-5}           # samples per variant (medians)
@@ -66,11 +66,7 @@ size_bytes=$(numfmt --from=iec "${size%iB}")
 
 work=$(mktemp -d "$shm/fleece-bitmap-bench.XXXXXX")
 server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+install_cleanup server_pid
 
 start() {  # logfile command... : starts a server on $work/s.sock, waits until it serves
   local logf=$1 i

@@ -46,7 +46,7 @@ set -euo pipefail
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$script_dir/../.." && pwd)
 # shellcheck source=lib.sh
-. "$script_dir/lib.sh"   # kill_and_reap, wait_for_idle, proc_cpu_ticks, median
+. "$script_dir/lib.sh"   # install_cleanup, kill_and_reap, wait_for_idle, proc_cpu_ticks, median
 
 FLEECED=${FLEECED:-$repo_root/build/bin/fleeced}
 FLEECECTL=${FLEECECTL:-}
@@ -139,18 +139,7 @@ mkdir -p "$work/overlay"
 server_pid=""
 fio_pid=""
 perf_pid=""
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM HUP
-  [ -n "$fio_pid" ] && kill_and_reap "$fio_pid"
-  [ -n "$perf_pid" ] && kill_and_reap "$perf_pid"
-  [ -n "$server_pid" ] && kill_and_reap "$server_pid"
-  if [ "$keep" = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM HUP
+install_cleanup fio_pid perf_pid server_pid
 
 mkdir -p "$(dirname "$out")"
 raw_dir=${out%.md}.raw

@@ -1,7 +1,8 @@
 # Shell helpers shared by the bench scripts in tests/bench (sourced, not run):
-# stopping a process, how busy the box is, waiting for it to calm down, a process's CPU
-# time and the median of a list. Each script keeps its own settings; wait_for_idle reads
-# the caller's $wait_idle (seconds, 0 = do not wait).
+# stopping a process, cleaning up on exit, how busy the box is, waiting for it to calm
+# down, a process's CPU time and the median of a list. Each script keeps its own
+# settings; wait_for_idle reads the caller's $wait_idle (seconds, 0 = do not wait), and
+# the cleanup reads its $work, $keep and log().
 
 kill_and_reap() {  # pid: TERM, wait up to 10 s, then KILL; always reaps it
   local pid=$1 i
@@ -16,6 +17,27 @@ kill_and_reap() {  # pid: TERM, wait up to 10 s, then KILL; always reaps it
     kill -KILL "$pid" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || true
+}
+
+bench_pid_vars=()
+bench_cleanup() {  # the EXIT trap: stops the listed children, removes $work, keeps the status
+  local rc=$? v
+  # A second signal (timeout(1) signals the script and then its whole group) must not
+  # cut the cleanup short.
+  trap - EXIT
+  trap '' INT TERM HUP
+  for v in "${bench_pid_vars[@]}"; do
+    if [ -n "${!v}" ]; then kill_and_reap "${!v}"; fi
+  done
+  if [ "${keep:-0}" = 1 ]; then log "kept $work"; else rm -rf "$work"; fi
+  exit "$rc"
+}
+
+install_cleanup() {  # names of the variables holding child pids, in the order to stop them
+  bench_pid_vars=("$@")
+  trap bench_cleanup EXIT
+  trap 'log "interrupted"; exit 130' INT
+  trap 'log "terminated"; exit 143' TERM HUP
 }
 
 cpu_busy_total() {  # prints "busy total" jiffies from /proc/stat; niced work is not busy

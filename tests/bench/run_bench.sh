@@ -11,7 +11,7 @@ set -euo pipefail
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$script_dir/../.." && pwd)
 # shellcheck source=lib.sh
-. "$script_dir/lib.sh"   # kill_and_reap, busy_percent, wait_for_idle, proc_cpu_ticks
+. "$script_dir/lib.sh"   # install_cleanup, kill_and_reap, busy_percent, wait_for_idle, proc_cpu_ticks
 
 # ---- settings (env first, flags override) ----------------------------------------
 FLEECED=${FLEECED:-$repo_root/build/bin/fleeced}
@@ -182,23 +182,7 @@ serve_fmt=raw
 server_pid=""
 fio_pid=""
 strace_pid=""
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM HUP
-  [ -n "$fio_pid" ] && kill_and_reap "$fio_pid"
-  [ -n "$strace_pid" ] && kill_and_reap "$strace_pid"
-  [ -n "$server_pid" ] && kill_and_reap "$server_pid"
-  if [ "$keep" = 1 ]; then
-    log "kept $work"
-  else
-    rm -rf "$work"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM HUP
+install_cleanup fio_pid strace_pid server_pid
 
 # ---- machine noise -----------------------------------------------------------------
 clk_tck=$(getconf CLK_TCK)
