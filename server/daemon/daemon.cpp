@@ -10,6 +10,7 @@
 #include <csignal>
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include "backup/fleece_overlay.h"
 #include "config/yaml_loader.h"
@@ -30,6 +31,19 @@ namespace {
 constexpr auto kShutdownGrace = std::chrono::milliseconds(30000);
 constexpr unsigned kReloadDrainMs = 10000;
 constexpr auto kStatusRefresh = std::chrono::seconds(1);
+
+// Connections, images and the pipes of zero-copy I/O (two fds each, up to max-in-flight
+// per connection) all take descriptors; the soft limit of a shell (often 1024) would run
+// out long before max-connections. Raise it to the hard limit, as a service should.
+void raise_open_file_limit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
+  const rlim_t old = lim.rlim_cur;
+  lim.rlim_cur = lim.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &lim) == 0) {
+    spdlog::debug("open file limit raised from {} to {}", old, lim.rlim_cur);
+  }
+}
 
 unsigned io_thread_count(const config::ServerConfig& s) {
   if (s.io_threads > 0) return s.io_threads;
@@ -88,6 +102,7 @@ asio::io_context& Daemon::next_io_context() {
 
 Status Daemon::start(std::vector<ActivatedSocket> activated) {
   std::signal(SIGPIPE, SIG_IGN);
+  raise_open_file_limit();
   signals_.add(SIGINT);
   signals_.add(SIGTERM);
   signals_.add(SIGHUP);

@@ -48,6 +48,19 @@ def connect(uri):
     return h
 
 
+def test_open_file_limit_is_raised_to_the_hard_limit(tmp_path):
+    # Zero-copy I/O keeps pipes (two fds each) per connection: a shell's soft limit of
+    # 1024 must not cap the daemon below max-connections.
+    img = make_image(tmp_path / "a.raw", MiB)
+    d = Daemon(tmp_path, serve=[str(img)])
+    d.args = ["prlimit", "--nofile=256:4096", "--"] + d.args
+    with d:
+        limits = open(f"/proc/{d.proc.pid}/limits").read()
+        (line,) = [l for l in limits.splitlines() if l.startswith("Max open files")]
+        assert line.split()[3:5] == ["4096", "4096"], line
+        assert d.stop() == 0
+
+
 def test_serve_reads_and_writes_and_sigterm_exits_zero(tmp_path):
     img = make_image(tmp_path / "a.raw", 8 * MiB, pattern=[(0x11, 0, MiB)])
     with Daemon(tmp_path, serve=[str(img)]) as d:
