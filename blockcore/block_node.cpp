@@ -72,12 +72,18 @@ Status BlockNode::check_request(IoOp op, bool write, uint64_t off, uint64_t len,
   return s;
 }
 
-Task<Status> BlockNode::read(uint64_t off, std::span<std::byte> buf) {
-  FLEECE_CO_RETURN_IF_ERROR(check_request(IoOp::kRead, false, off, buf.size(), EINVAL));
-  if (buf.size() > info_.max_transfer) {
-    io_stats_.record_invalid(IoOp::kRead);
-    co_return Status::invalid(name_ + ": read too large");
+Status BlockNode::check_transfer(IoOp op, bool write, uint64_t off, uint64_t len,
+                                 int past_end_error) {
+  FLEECE_RETURN_IF_ERROR(check_request(op, write, off, len, past_end_error));
+  if (len > info_.max_transfer) {
+    io_stats_.record_invalid(op);
+    return Status::invalid(name_ + ": " + io_op_name(op) + " too large");
   }
+  return Status::ok();
+}
+
+Task<Status> BlockNode::read(uint64_t off, std::span<std::byte> buf) {
+  FLEECE_CO_RETURN_IF_ERROR(check_transfer(IoOp::kRead, false, off, buf.size(), EINVAL));
   if (buf.empty()) co_return Status::ok();
   InFlightGuard g(in_flight_);
   const IoStats::Clock::time_point start = IoStats::Clock::now();
@@ -88,11 +94,7 @@ Task<Status> BlockNode::read(uint64_t off, std::span<std::byte> buf) {
 
 Task<Status> BlockNode::read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe) {
   if (pipe.held() != 0) co_return Status::invalid(name_ + ": read_to_pipe needs an empty pipe");
-  FLEECE_CO_RETURN_IF_ERROR(check_request(IoOp::kRead, false, off, len, EINVAL));
-  if (len > info_.max_transfer) {
-    io_stats_.record_invalid(IoOp::kRead);
-    co_return Status::invalid(name_ + ": read too large");
-  }
+  FLEECE_CO_RETURN_IF_ERROR(check_transfer(IoOp::kRead, false, off, len, EINVAL));
   if (len == 0) co_return Status::ok();
   InFlightGuard g(in_flight_);
   const IoStats::Clock::time_point start = IoStats::Clock::now();
@@ -108,11 +110,7 @@ Task<Status> BlockNode::write_from_pipe(uint64_t off, uint64_t len, io::PipeBuff
     co_return Status::invalid(name_ + ": write_from_pipe needs a node that can take it and "
                               "a pipe holding the payload");
   }
-  FLEECE_CO_RETURN_IF_ERROR(check_request(IoOp::kWrite, true, off, len, ENOSPC));
-  if (len > info_.max_transfer) {
-    io_stats_.record_invalid(IoOp::kWrite);
-    co_return Status::invalid(name_ + ": write too large");
-  }
+  FLEECE_CO_RETURN_IF_ERROR(check_transfer(IoOp::kWrite, true, off, len, ENOSPC));
   if (len == 0) co_return Status::ok();
   co_return co_await run_write_like(IoOp::kWrite, off, len,
                                     [&] { return do_write_from_pipe(off, len, pipe, flags); });
@@ -154,11 +152,7 @@ Task<Status> BlockNode::run_write_like(IoOp op, uint64_t off, uint64_t len, Run 
 }
 
 Task<Status> BlockNode::write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) {
-  FLEECE_CO_RETURN_IF_ERROR(check_request(IoOp::kWrite, true, off, buf.size(), ENOSPC));
-  if (buf.size() > info_.max_transfer) {
-    io_stats_.record_invalid(IoOp::kWrite);
-    co_return Status::invalid(name_ + ": write too large");
-  }
+  FLEECE_CO_RETURN_IF_ERROR(check_transfer(IoOp::kWrite, true, off, buf.size(), ENOSPC));
   if (buf.empty()) co_return Status::ok();
   co_return co_await run_write_like(IoOp::kWrite, off, buf.size(),
                                     [&] { return do_write(off, buf, flags); });

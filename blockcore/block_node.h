@@ -184,6 +184,8 @@ class BlockNode {
   Status check_writable() const;
   // check_writable (when `write`) and check_range; a refusal counts as an invalid `op`.
   Status check_request(IoOp op, bool write, uint64_t off, uint64_t len, int past_end_error);
+  // check_request, and no longer than max_transfer (read and write and their pipe forms).
+  Status check_transfer(IoOp op, bool write, uint64_t off, uint64_t len, int past_end_error);
   // What every write-like request does around its driver call: the write gate, dirty
   // bitmaps before and after, the write interceptor. `run` calls the driver's hook.
   // Timed and counted as `op`.

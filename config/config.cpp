@@ -161,16 +161,4 @@ std::optional<ZeroCopy> parse_zero_copy(std::string_view text) {
   return std::nullopt;
 }
 
-const char* zero_copy_name(ZeroCopy mode) {
-  switch (mode) {
-    case ZeroCopy::kAlways:
-      return "always";
-    case ZeroCopy::kNever:
-      return "never";
-    case ZeroCopy::kAuto:
-      break;
-  }
-  return "auto";
-}
-
 }  // namespace config

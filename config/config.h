@@ -127,9 +127,8 @@ struct ServerConfig {
   ZeroCopy zero_copy = ZeroCopy::kAuto;
 };
 
-// "auto" / "always" / "never" (nullopt for anything else), and back.
+// "auto" / "always" / "never"; nullopt for anything else.
 std::optional<ZeroCopy> parse_zero_copy(std::string_view text);
-const char* zero_copy_name(ZeroCopy mode);
 
 struct Config {
   std::string path;  // the file it was loaded from ("" for built-in/ad-hoc)

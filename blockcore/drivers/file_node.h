@@ -100,6 +100,8 @@ class FileNode final : public BlockNode {
   Status discard_blocking(uint64_t off, uint64_t len);
   Status flush_blocking();
   Status sync_failed(const Status& s);  // records a sticky flush error, returns s
+  // EIO once a flush failed: a FUA write cannot be promised durable after that.
+  Status check_earlier_flush() const;
 
   const std::string filename_;
   io::BlockingPool& pool_;

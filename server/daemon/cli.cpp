@@ -33,10 +33,10 @@ serve options:
   --tls-verify-peer      demand a client certificate signed by DIR/ca-cert.pem
   --tls required|optional  refuse clients that skip STARTTLS (default with credentials:
                          optional)
-
-common options:
   --zero-copy MODE       auto|always|never: move large reads and writes between the
                          socket and the page cache through a pipe (server.zero-copy)
+
+common options:
   --log-level LEVEL      trace|debug|info|warn|error (overrides the config file)
 )";
 }

@@ -29,7 +29,7 @@ struct CommandLine {
   std::string tls_psk_file;          // --tls-psk-file FILE: identity:hexkey lines
   bool tls_verify_peer = false;      // --tls-verify-peer
   std::string tls;                   // --tls required|optional ("" = optional)
-  std::string zero_copy;       // --zero-copy auto|always|never ("" = auto)
+  std::string zero_copy;             // --zero-copy auto|always|never ("" = auto)
 };
 
 // Parses argv. On a usage error returns nullopt and sets `error`.

@@ -21,7 +21,7 @@ PipeBuffer PipePool::acquire() {
   blockcore::Result<PipeBuffer> p = PipeBuffer::create(kCapacity);
   if (!p.is_ok() || p->capacity() < kCapacity) {
     if (refusals_++ == 0) {
-      spdlog::info("nbd: large reads are copied instead of spliced: {}",
+      spdlog::info("nbd: large reads and writes are copied instead of spliced: {}",
                    p.is_ok() ? "pipe smaller than requested" : p.status().to_string());
     }
     backoff_ = kBackoffAcquires;

@@ -163,6 +163,12 @@ blockcore::Task<std::error_code> SocketIo::write_all(const std::vector<asio::con
   co_return ec;
 }
 
+std::error_code SocketIo::make_non_blocking() {
+  std::error_code ec;
+  if (!socket_.native_non_blocking()) socket_.native_non_blocking(true, ec);
+  return ec;
+}
+
 blockcore::Task<std::error_code> SocketIo::read_into_pipe(blockcore::io::PipeBuffer& pipe,
                                                          size_t n, bool* pipe_full) {
   *pipe_full = false;
@@ -181,8 +187,7 @@ blockcore::Task<std::error_code> SocketIo::read_into_pipe(blockcore::io::PipeBuf
     pipe.produced(static_cast<size_t>(w));
   }
   if (pos_ == end_) pos_ = end_ = 0;
-  std::error_code ec;
-  if (!socket_.native_non_blocking()) socket_.native_non_blocking(true, ec);
+  std::error_code ec = make_non_blocking();
   if (ec) co_return ec;
   const int fd = socket_.native_handle();
   bool data_waiting = false;  // the socket was readable when the last splice was tried
@@ -220,8 +225,7 @@ blockcore::Task<std::error_code> SocketIo::read_into_pipe(blockcore::io::PipeBuf
 blockcore::Task<std::error_code> SocketIo::write_from_pipe(blockcore::io::PipeBuffer& pipe,
                                                           size_t n) {
   if (tls_ || pipe.held() < n) co_return std::make_error_code(std::errc::invalid_argument);
-  std::error_code ec;
-  if (!socket_.native_non_blocking()) socket_.native_non_blocking(true, ec);
+  std::error_code ec = make_non_blocking();
   if (ec) co_return ec;
   while (n > 0) {
     const ssize_t done = ::splice(pipe.read_fd(), nullptr, socket_.native_handle(), nullptr, n,

@@ -75,6 +75,8 @@ class SocketIo {
   struct TlsStream;
 
   size_t take_buffered(std::span<std::byte> dst);
+  // The splice paths call the socket directly and must not block the thread.
+  std::error_code make_non_blocking();
 
   Socket& socket_;
   std::unique_ptr<std::byte[]> buf_;
