@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -117,6 +118,15 @@ class BlockNode {
   Task<Status> write_from_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe, IoFlags flags);
   // Writes buf at off. EROFS on a read-only node, ENOSPC past the end.
   Task<Status> write(uint64_t off, std::span<const std::byte> buf, IoFlags flags);
+  // The same read and write done now, on the calling thread, when the node can do it
+  // without waiting for anything: a memory-backed file or a page-cache hit, with the
+  // write gate open, no write interceptor and only in-memory dirty bitmaps. Validated,
+  // counted, marked and timed exactly like read() and write(), which a caller with a
+  // request to serve would otherwise await (and pay a coroutine frame per node).
+  // std::nullopt when the node cannot: nothing was read, written, marked or counted, and
+  // the caller uses read() or write().
+  std::optional<Status> read_now(uint64_t off, std::span<std::byte> buf);
+  std::optional<Status> write_now(uint64_t off, std::span<const std::byte> buf, IoFlags flags);
   // Makes [off, off+len) read as zeroes; kMayTrim allows deallocation, kFastZero
   // demands ENOTSUP unless it is cheap.
   Task<Status> write_zeroes(uint64_t off, uint64_t len, IoFlags flags);
@@ -167,6 +177,11 @@ class BlockNode {
   // only reach a writable node.
   virtual Task<Status> do_read(uint64_t off, std::span<std::byte> buf) = 0;
   virtual Task<Status> do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) = 0;
+  // Default: std::nullopt. Same request rules as do_read/do_write; must return
+  // std::nullopt before doing anything that do_read/do_write would then do again.
+  virtual std::optional<Status> do_read_now(uint64_t off, std::span<std::byte> buf);
+  virtual std::optional<Status> do_write_now(uint64_t off, std::span<const std::byte> buf,
+                                             IoFlags flags);
   // Default: ENOTSUP. Same request rules as do_read; the pipe is empty.
   virtual Task<Status> do_read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe);
   // Default: ENOTSUP (never called unless can_write_from_pipe()).

@@ -84,6 +84,7 @@ Task<Status> NodeBitmaps::before_write(uint64_t off, uint64_t len) {
 
 void NodeBitmaps::attach_store(std::shared_ptr<BitmapStore> store,
                                std::vector<DirtyBitmapPtr> loaded) {
+  if (store) has_store_.store(true, std::memory_order_release);
   {
     std::lock_guard g(mu_);
     store_ = std::move(store);
@@ -111,8 +112,11 @@ Task<Status> NodeBitmaps::close_store() {
   if (!store) co_return Status::ok();
   Status s = co_await store->close();
   // Whatever happened, nothing is stored any more: the bitmaps live on in memory only.
-  std::lock_guard g(mu_);
-  for (const DirtyBitmapPtr& b : bitmaps_) b->set_durable(false);
+  {
+    std::lock_guard g(mu_);
+    for (const DirtyBitmapPtr& b : bitmaps_) b->set_durable(false);
+  }
+  has_store_.store(false, std::memory_order_release);
   co_return s;
 }
 

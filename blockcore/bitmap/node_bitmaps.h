@@ -46,6 +46,10 @@ class NodeBitmaps {
   // True when some bitmap records writes (one atomic load; callers skip before_write
   // otherwise).
   bool tracking() const { return tracking_.load(std::memory_order_acquire); }
+  // True when no store is attached, so no bitmap is durable and every mark is a write
+  // to memory: try_mark() then always succeeds. Fixed from the store's attachment (at
+  // open) until close_store() has finished.
+  bool marks_in_memory() const { return !has_store_.load(std::memory_order_acquire); }
   // The fast path, no I/O: marks [off, off + len) in every enabled bitmap that is not
   // durable and returns true when every enabled durable bitmap already has it dirty;
   // false means before_write() must run (granules to make durable first).
@@ -114,6 +118,7 @@ class NodeBitmaps {
  private:
   const std::string node_name_;
   std::atomic<bool> tracking_{false};
+  std::atomic<bool> has_store_{false};  // set before a bitmap can be durable, cleared after
   mutable std::mutex mu_;
   std::vector<DirtyBitmapPtr> bitmaps_;   // GUARDED_BY(mu_), sorted by name
   std::vector<DirtyBitmapPtr> trackers_;  // GUARDED_BY(mu_), hidden, memory only

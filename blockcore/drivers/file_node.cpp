@@ -143,8 +143,34 @@ FileNode::~FileNode() {
 
 // ---- read / write ------------------------------------------------------------------
 
+std::optional<Status> FileNode::do_read_now(uint64_t off, std::span<std::byte> buf) {
+  if (!inline_size(buf.size())) return std::nullopt;
+  if (inline_data_) return posix::pread_full(fd_, buf, off, filename_);
+  if (direct_ || !nowait_read_.load(std::memory_order_relaxed)) return std::nullopt;
+  const posix::NowaitResult r = posix::pread_nowait(fd_, buf, off);
+  switch (r.stop) {
+    case posix::NowaitStop::kDone:
+      return Status::ok();
+    case posix::NowaitStop::kError:
+      return Status::from_errno(r.err, "pread " + filename_);
+    case posix::NowaitStop::kUnsupported:
+      nowait_read_.store(false, std::memory_order_relaxed);
+      return std::nullopt;
+    case posix::NowaitStop::kWouldBlock:
+      return std::nullopt;  // what was read is read again by do_read
+  }
+  return std::nullopt;
+}
+
+std::optional<Status> FileNode::do_write_now(uint64_t off, std::span<const std::byte> buf,
+                                             IoFlags flags) {
+  // Only where nothing can block: a partial RWF_NOWAIT write could not be taken back.
+  if (!inline_data_ || !inline_size(buf.size())) return std::nullopt;
+  return write_blocking(off, buf, has_flag(flags, IoFlags::kFua));
+}
+
 Task<Status> FileNode::do_read(uint64_t off, std::span<std::byte> buf) {
-  const bool small = buf.size() <= inline_io_limit() || pool_.threads() == 0;
+  const bool small = inline_size(buf.size());
   if (inline_data_ && small) co_return posix::pread_full(fd_, buf, off, filename_);
   if (!direct_ && small && nowait_read_.load(std::memory_order_relaxed)) {
     const posix::NowaitResult r = posix::pread_nowait(fd_, buf, off);
@@ -194,7 +220,7 @@ Status FileNode::write_pipe_blocking(uint64_t off, io::PipeBuffer& pipe, bool fu
 
 Task<Status> FileNode::do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) {
   const bool fua = has_flag(flags, IoFlags::kFua);
-  const bool small = buf.size() <= inline_io_limit() || pool_.threads() == 0;
+  const bool small = inline_size(buf.size());
   if (inline_data_ && small) co_return write_blocking(off, buf, fua);
   if (!direct_ && !fua && small && nowait_write_.load(std::memory_order_relaxed)) {
     const posix::NowaitResult r = posix::pwrite_nowait(fd_, buf, off);

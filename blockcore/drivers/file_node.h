@@ -6,7 +6,7 @@
 // inline_io_limit() bytes first try the syscall inline with RWF_NOWAIT (served from the
 // page cache, never waiting for the device) and fall back to the BlockingPool only when
 // the kernel would block; such transfers on tmpfs/ramfs are done inline (memory copies,
-// no device to wait for). Larger transfers go to the pool, so their copies run beside
+// no device to wait for), and read_now/write_now do the same without a coroutine. Larger transfers go to the pool, so their copies run beside
 // the network thread. read_to_pipe splices page references (no copy): inline on
 // memory-backed files, on the pool otherwise; write_from_pipe copies pages in and
 // follows the rules of a write. fdatasync, fallocate, lseek, fadvise and O_DIRECT I/O always run
@@ -70,6 +70,11 @@ class FileNode final : public BlockNode {
  protected:
   Task<Status> do_read(uint64_t off, std::span<std::byte> buf) override;
   Task<Status> do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) override;
+  // Up to inline_io_limit() bytes: a memory-backed file reads and writes now; any other
+  // buffered file reads now what the page cache holds (RWF_NOWAIT) and writes later.
+  std::optional<Status> do_read_now(uint64_t off, std::span<std::byte> buf) override;
+  std::optional<Status> do_write_now(uint64_t off, std::span<const std::byte> buf,
+                                     IoFlags flags) override;
   // Splices file pages into the pipe when the file is buffered and fully allocated
   // (else ENOTSUP: O_DIRECT bypasses the page cache, and holes are worth reporting).
   Task<Status> do_read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe) override;
@@ -86,6 +91,8 @@ class FileNode final : public BlockNode {
   FileNode(const NodeSpec& spec, io::BlockingPool& pool, int fd, int tail_fd,
            const FileProperties& props, ImageLock lock);
 
+  // Whether a transfer of n bytes is tried on the calling thread (inline_io_limit()).
+  bool inline_size(size_t n) const { return n <= inline_io_limit() || pool_.threads() == 0; }
   // Blocking bodies, run on the pool (or inline for memory-backed files).
   Status read_blocking(uint64_t off, std::span<std::byte> buf);
   Status write_blocking(uint64_t off, std::span<const std::byte> buf, bool fua);

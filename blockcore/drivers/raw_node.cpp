@@ -77,6 +77,15 @@ Task<Status> RawNode::do_write(uint64_t off, std::span<const std::byte> buf, IoF
   co_return co_await file_->write(offset_ + off, buf, flags);
 }
 
+std::optional<Status> RawNode::do_read_now(uint64_t off, std::span<std::byte> buf) {
+  return file_->read_now(offset_ + off, buf);
+}
+
+std::optional<Status> RawNode::do_write_now(uint64_t off, std::span<const std::byte> buf,
+                                            IoFlags flags) {
+  return file_->write_now(offset_ + off, buf, flags);
+}
+
 Task<Status> RawNode::do_write_zeroes(uint64_t off, uint64_t len, IoFlags flags) {
   co_return co_await file_->write_zeroes(offset_ + off, len, flags);
 }

@@ -35,6 +35,9 @@ class RawNode final : public BlockNode {
  protected:
   Task<Status> do_read(uint64_t off, std::span<std::byte> buf) override;
   Task<Status> do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) override;
+  std::optional<Status> do_read_now(uint64_t off, std::span<std::byte> buf) override;
+  std::optional<Status> do_write_now(uint64_t off, std::span<const std::byte> buf,
+                                     IoFlags flags) override;
   Task<Status> do_read_to_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe) override;
   Task<Status> do_write_from_pipe(uint64_t off, uint64_t len, io::PipeBuffer& pipe,
                                   IoFlags flags) override;

@@ -224,6 +224,10 @@ Task<void> Connection::read_loop(const NegotiatedSession& session, RequestHandle
       continue;
     }
     reader_slot_ = nullptr;
+    if (handler.handle_now(*slot)) {  // done on the spot: no coroutine to spawn
+      writer.enqueue(slot);
+      continue;
+    }
     // If the handler throws, its slot was never queued: give it back here.
     asio::co_spawn(strand_, handle_one(shared_from_this(), slot, handler, writer),
                    [this, slot](std::exception_ptr e) {

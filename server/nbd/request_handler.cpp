@@ -122,10 +122,57 @@ Task<void> RequestHandler::handle(RequestSlot& slot) {
     spdlog::error("nbd: {} request raised: {}", command_name(slot.req.type), e.what());
     failure = EIO;
   }
-  if (failure) {
-    reply_error(slot, nbd_error_from_errno(failure, 0),
-                failure == ENOMEM ? "out of memory" : "internal error");
+  if (failure) reply_failure(slot, failure);
+}
+
+void RequestHandler::reply_failure(RequestSlot& slot, int err) {
+  reply_error(slot, nbd_error_from_errno(err, 0),
+              err == ENOMEM ? "out of memory" : "internal error");
+}
+
+bool RequestHandler::handle_now(RequestSlot& slot) {
+  const RequestHeader& r = slot.req;
+  // Requests the node splits by max_transfer are left to handle().
+  if (r.length == 0 || r.length > root_.info().max_transfer) return false;
+  if (r.type != kCmdRead && r.type != kCmdWrite) return false;
+  std::optional<Status> s;
+  try {
+    s = r.type == kCmdRead ? read_now(slot) : write_now(slot);
+  } catch (const std::exception&) {
+    return false;  // handle() tries again and reports what it meets
   }
+  if (!s) return false;
+  session_.exp->counters->request(r.type);
+  try {
+    if (r.type == kCmdRead) {
+      reply_read(slot, *s);
+    } else {
+      reply_write(slot, *s, false);
+    }
+  } catch (const std::bad_alloc&) {
+    reply_failure(slot, ENOMEM);
+  } catch (const std::exception& e) {
+    spdlog::error("nbd: {} request raised: {}", command_name(r.type), e.what());
+    reply_failure(slot, EIO);
+  }
+  return true;
+}
+
+std::optional<Status> RequestHandler::read_now(RequestSlot& slot) {
+  const RequestHeader& r = slot.req;
+  if (r.length >= kPipeReadThreshold && zero_copy_.use_pipe()) return std::nullopt;
+  slot.clear_reply();
+  slot.data = pool_.acquire(r.length);  // kept for handle_read() if this returns nullopt
+  return root_.read_now(r.offset, slot.data.span(r.length));
+}
+
+std::optional<Status> RequestHandler::write_now(RequestSlot& slot) {
+  const RequestHeader& r = slot.req;
+  // A spliced payload, and FUA that needs a flush after the write, are left to handle().
+  if (slot.pipe.held() > 0 || ((r.flags & kCmdFlagFua) && !root_.info().can_fua)) {
+    return std::nullopt;
+  }
+  return root_.write_now(r.offset, slot.data.span(r.length), fua_flag(slot));
 }
 
 Task<void> RequestHandler::dispatch(RequestSlot& slot) {
@@ -143,11 +190,8 @@ Task<void> RequestHandler::dispatch(RequestSlot& slot) {
       } else {
         s = co_await write_range(r.offset, slot.data.span(r.length), fua_flag(slot));
       }
-      slot.data.reset();  // back to the pool before the reply is even queued
-      if (s.is_ok()) stats_.bytes_written += r.length;
-      if (s.is_ok()) session_.exp->counters->written(r.length);
-      if (s.is_ok() && piped) session_.exp->counters->written_zero_copy(r.length);
-      reply_status(slot, co_await finish_fua(slot, std::move(s)));
+      s = co_await finish_fua(slot, std::move(s));
+      reply_write(slot, s, piped);
       co_return;
     }
     case kCmdFlush:
@@ -176,6 +220,16 @@ Task<void> RequestHandler::dispatch(RequestSlot& slot) {
   reply_error(slot, kNbdEinval, "unknown command");
 }
 
+void RequestHandler::reply_write(RequestSlot& slot, const Status& s, bool spliced) {
+  slot.data.reset();  // back to the pool before the reply is even queued
+  if (s.is_ok()) {
+    stats_.bytes_written += slot.req.length;
+    session_.exp->counters->written(slot.req.length);
+    if (spliced) session_.exp->counters->written_zero_copy(slot.req.length);
+  }
+  reply_status(slot, s);
+}
+
 Task<void> RequestHandler::handle_read(RequestSlot& slot) {
   const RequestHeader& r = slot.req;
   slot.clear_reply();
@@ -191,11 +245,16 @@ Task<void> RequestHandler::handle_read(RequestSlot& slot) {
     const bool sent = co_await read_through_pipe(slot);
     if (sent) co_return;
   }
-  slot.data = pool_.acquire(r.length);
+  if (slot.data.capacity() < r.length) slot.data = pool_.acquire(r.length);  // handle_now's
   Status s = co_await read_range(r.offset, slot.data.span(r.length));
+  reply_read(slot, s);
+}
+
+void RequestHandler::reply_read(RequestSlot& slot, const Status& s) {
+  const RequestHeader& r = slot.req;
   if (!s.is_ok()) {
     reply_status(slot, s);
-    co_return;
+    return;
   }
   stats_.bytes_read += r.length;
   session_.exp->counters->read(r.length);
