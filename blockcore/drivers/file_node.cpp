@@ -102,6 +102,7 @@ FileNode::FileNode(const NodeSpec& spec, io::BlockingPool& pool, int fd, int tai
       bounce_pool_(kBounceBufferSize,
                    std::max<size_t>(io::kDirectIoAlignment, props.direct_mem_alignment),
                    kBounceBuffersCached),
+      write_lane_(pool.make_lane()),
       punch_hole_(props.can_punch_hole) {
   const bool rw = !spec.read_only;
   NodeInfo info;
@@ -208,8 +209,9 @@ Task<Status> FileNode::do_write_from_pipe(uint64_t off, uint64_t /*len*/, io::Pi
   // the pool costs more than it overlaps (four fio jobs of 1 MiB writes: 3.8 GB/s
   // inline, 2.5 on the pool).
   if (inline_data_ || pool_.threads() == 0) co_return write_pipe_blocking(off, pipe, fua);
-  co_return co_await pool_.run(
-      [this, off, &pipe, fua] { return write_pipe_blocking(off, pipe, fua); });
+  auto job = [this, off, &pipe, fua] { return write_pipe_blocking(off, pipe, fua); };
+  if (takes_turns(fua)) co_return co_await pool_.run(write_lane_, std::move(job));
+  co_return co_await pool_.run(std::move(job));
 }
 
 Status FileNode::write_pipe_blocking(uint64_t off, io::PipeBuffer& pipe, bool fua) {
@@ -238,7 +240,9 @@ Task<Status> FileNode::do_write(uint64_t off, std::span<const std::byte> buf, Io
     buf = buf.subspan(r.done);
     off += r.done;
   }
-  co_return co_await pool_.run([this, off, buf, fua] { return write_blocking(off, buf, fua); });
+  auto job = [this, off, buf, fua] { return write_blocking(off, buf, fua); };
+  if (takes_turns(fua)) co_return co_await pool_.run(write_lane_, std::move(job));
+  co_return co_await pool_.run(std::move(job));
 }
 
 Status FileNode::read_blocking(uint64_t off, std::span<std::byte> buf) {

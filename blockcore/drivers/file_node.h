@@ -93,6 +93,8 @@ class FileNode final : public BlockNode {
 
   // Whether a transfer of n bytes is tried on the calling thread (inline_io_limit()).
   bool inline_size(size_t n) const { return n <= inline_io_limit() || pool_.threads() == 0; }
+  // Whether a write runs on write_lane_ rather than on any pool thread.
+  bool takes_turns(bool fua) const { return !direct_ && !fua && !props_.block_device; }
   // Blocking bodies, run on the pool (or inline for memory-backed files).
   Status read_blocking(uint64_t off, std::span<std::byte> buf);
   Status write_blocking(uint64_t off, std::span<const std::byte> buf, bool fua);
@@ -121,6 +123,10 @@ class FileNode final : public BlockNode {
   const bool inline_data_;
   ImageLock lock_;
   io::AlignedBufferPool bounce_pool_;
+  // Buffered writes of a regular file take turns on the pool: the kernel serializes
+  // them on the inode lock anyway (O_DIRECT, FUA and block-device writes do not take
+  // turns: they can overlap).
+  io::BlockingPool::Lane write_lane_;
 
   std::atomic<size_t> inline_io_limit_{kInlineIoLimit};
   // What the file turned out to support; cleared on the first EOPNOTSUPP.

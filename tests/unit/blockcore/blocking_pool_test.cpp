@@ -6,6 +6,7 @@
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
 #include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -72,6 +73,60 @@ TEST(BlockingPoolTest, ManyConcurrentCallsAllComplete) {
   ctx.run();
   EXPECT_EQ(completed, kCalls);
   EXPECT_EQ(sum.load(), kCalls * (kCalls - 1) / 2);
+}
+
+// Jobs of one lane never overlap and run in the order they were submitted, while jobs
+// of another lane (and plain run() calls) still run beside them.
+TEST(BlockingPoolTest, ALaneRunsItsJobsOneAtATimeInOrder) {
+  asio::io_context ctx;
+  BlockingPool pool(4);
+  BlockingPool::Lane lane = pool.make_lane();
+  BlockingPool::Lane other = pool.make_lane();
+  std::atomic<int> in_lane{0};
+  std::atomic<int> max_in_lane{0};
+  std::atomic<int> overlapped_other{0};
+  std::vector<int> order;  // written by lane jobs only: they never overlap
+  constexpr int kJobs = 64;
+  for (int i = 0; i < kJobs; ++i) {
+    asio::co_spawn(
+        ctx,
+        [&, i]() -> Task<void> {
+          co_await pool.run(lane, [&, i] {
+            const int now = ++in_lane;
+            int seen = max_in_lane.load();
+            while (now > seen && !max_in_lane.compare_exchange_weak(seen, now)) {
+            }
+            order.push_back(i);
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+            --in_lane;
+            return 0;
+          });
+        },
+        asio::detached);
+    asio::co_spawn(
+        ctx,
+        [&]() -> Task<void> {
+          co_await pool.run(other, [&] {
+            if (in_lane.load() > 0) ++overlapped_other;
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+            return 0;
+          });
+        },
+        asio::detached);
+  }
+  ctx.run();
+  EXPECT_EQ(max_in_lane.load(), 1);
+  ASSERT_EQ(order.size(), static_cast<size_t>(kJobs));
+  for (int i = 0; i < kJobs; ++i) EXPECT_EQ(order[i], i);
+  EXPECT_GT(overlapped_other.load(), 0);  // another lane is not held back
+}
+
+TEST(BlockingPoolTest, ALaneOfAPoolWithoutThreadsRunsInline) {
+  BlockingPool pool(0);
+  BlockingPool::Lane lane = pool.make_lane();
+  const std::thread::id ran =
+      run_task(pool.run(lane, [] { return std::this_thread::get_id(); }));
+  EXPECT_EQ(ran, std::this_thread::get_id());
 }
 
 TEST(BlockingPoolTest, StopWaitsForQueuedWork) {
