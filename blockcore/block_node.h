@@ -152,7 +152,8 @@ class BlockNode {
 
   // The node's dirty bitmaps; write, write_zeroes and discard mark the enabled ones
   // (NodeBitmaps::before_write) before the driver's hook runs, and once more after it
-  // (a clear that landed meanwhile must not hide the write).
+  // (a clear that landed meanwhile must not hide the write); write_now marks them once,
+  // after its hook (it runs only while they all live in memory).
   NodeBitmaps& bitmaps() { return bitmaps_; }
   const NodeBitmaps& bitmaps() const { return bitmaps_; }
 

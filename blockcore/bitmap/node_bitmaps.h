@@ -1,7 +1,8 @@
 // NodeBitmaps: the named dirty bitmaps of one block node and the write tracking.
 // BlockNode owns one; its public write, write_zeroes and discard call before_write()
 // after validating a request and before the driver sees it, so every path that changes
-// a node's data marks the node's enabled bitmaps first:
+// a node's data marks the node's enabled bitmaps first (BlockNode::write_now, which runs
+// only while every mark is in memory, marks once right after the write instead):
 //   - a bitmap that is not durable is marked in memory;
 //   - for durable bitmaps (persistent in a writable store), granules not yet dirty are
 //     first made durable by the store (one batched write and sync for concurrent
