@@ -5,6 +5,8 @@
       prints the report (summary with ratios, then per-sample detail)
   fio_table.py --one FILE.json
       prints "IOPS, MiB/s" of one fio result (for progress lines)
+  fio_table.py --elapsed FILE.json
+      prints the wall-clock seconds the fio run took (all jobs of the group)
 """
 import argparse
 import json
@@ -36,15 +38,19 @@ def workload_title(wl):
     return f"{desc}, {conns} conn" + ("" if conns == "1" else "s")
 
 
-def load_fio(path):
-    """Returns dict(iops, mib_s, p99_us) summed over read+write of the first job."""
+def load_job(path):
+    """The first job (with --group_reporting: the whole group) of a fio JSON file."""
     with open(path, encoding="utf-8", errors="replace") as f:
         text = f.read()
     start = text.find("{")  # fio may print notes before the JSON
     if start < 0:
         raise ValueError(f"{path}: no JSON")
-    data = json.loads(text[start:])
-    job = data["jobs"][0]
+    return json.loads(text[start:])["jobs"][0]
+
+
+def load_fio(path):
+    """Returns dict(iops, mib_s, p99_us) summed over read+write of the first job."""
+    job = load_job(path)
     if job.get("error", 0):
         raise ValueError(f"{path}: fio job error {job['error']}")
     iops = 0.0
@@ -298,6 +304,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--one")
+    p.add_argument("--elapsed")
     p.add_argument("--samples")
     p.add_argument("--meta")
     p.add_argument("--servers", default="")
@@ -307,6 +314,9 @@ def main():
     if args.one:
         r = load_fio(args.one)
         print(f"{fmt_iops(r['iops'])} IOPS, {fmt_mib(r['mib_s'])} MiB/s")
+        return 0
+    if args.elapsed:
+        print(load_job(args.elapsed).get("elapsed", 0))
         return 0
     if not (args.samples and args.meta):
         p.error("--samples and --meta are required")
