@@ -158,7 +158,7 @@ std::optional<Status> FileNode::do_read_now(uint64_t off, std::span<std::byte> b
       nowait_read_.store(false, std::memory_order_relaxed);
       return std::nullopt;
     case posix::NowaitStop::kWouldBlock:
-      return std::nullopt;  // what was read is read again by do_read
+      return std::nullopt;  // do_read reads it all again on the pool
   }
   return std::nullopt;
 }
@@ -171,24 +171,8 @@ std::optional<Status> FileNode::do_write_now(uint64_t off, std::span<const std::
 }
 
 Task<Status> FileNode::do_read(uint64_t off, std::span<std::byte> buf) {
-  const bool small = inline_size(buf.size());
-  if (inline_data_ && small) co_return posix::pread_full(fd_, buf, off, filename_);
-  if (!direct_ && small && nowait_read_.load(std::memory_order_relaxed)) {
-    const posix::NowaitResult r = posix::pread_nowait(fd_, buf, off);
-    switch (r.stop) {
-      case posix::NowaitStop::kDone:
-        co_return Status::ok();
-      case posix::NowaitStop::kError:
-        co_return Status::from_errno(r.err, "pread " + filename_);
-      case posix::NowaitStop::kUnsupported:
-        nowait_read_.store(false, std::memory_order_relaxed);
-        break;
-      case posix::NowaitStop::kWouldBlock:
-        break;
-    }
-    buf = buf.subspan(r.done);
-    off += r.done;
-  }
+  // A page-cache miss (even a partial one) reads the whole range on the pool.
+  if (std::optional<Status> s = do_read_now(off, buf)) co_return std::move(*s);
   co_return co_await pool_.run([this, off, buf] { return read_blocking(off, buf); });
 }
 
