@@ -1,45 +1,38 @@
-// AsyncEvent: a one-waiter wake-up signal for coroutines on one strand (a steady_timer
-// that never expires, cancelled to wake the waiter). Use it in a loop around a
-// condition: `while (!cond) co_await ev.wait();` — since waiter and notifier share the
-// strand, a notify can never fall between the check and the wait.
-// Threading: confined to one strand.
+// AsyncEvent: a one-waiter wake-up signal for coroutines on one strand. Use it in a loop
+// around a condition: `while (!cond) co_await ev.wait();` — since waiter and notifier
+// share the strand, a notify can never fall between the check and the wait. The waiter
+// is parked as a blockcore::Waiter and resumed by a post to its strand: no timer, so no
+// reactor lock and no timerfd update per wake-up (the writer is woken once per batch of
+// replies, the reader once per freed slot when it ran out).
+// Threading: confined to one strand. The event must outlive its waiter.
 #pragma once
 
-#include <asio/any_io_executor.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/use_awaitable.hpp>
+#include <utility>
 
 #include "blockcore/base/task.h"
-#include "server/nbd/use_tuple.h"
+#include "blockcore/base/waiter.h"
 
 namespace server::nbd {
 
 class AsyncEvent {
  public:
-  explicit AsyncEvent(const asio::any_io_executor& ex) : timer_(ex) {
-    timer_.expires_at(asio::steady_timer::time_point::max());
-  }
+  AsyncEvent() = default;
   AsyncEvent(const AsyncEvent&) = delete;
   AsyncEvent& operator=(const AsyncEvent&) = delete;
 
-  // Suspends until notify() (or until the timer is destroyed).
+  // Suspends until notify().
   blockcore::Task<void> wait() {
-    waiting_ = true;
-    co_await timer_.async_wait(kUseTuple);
-    waiting_ = false;
-    timer_.expires_at(asio::steady_timer::time_point::max());
+    co_await blockcore::suspend_until_woken(
+        [this](blockcore::Waiter w) { waiter_ = std::move(w); });
   }
 
-  // Wakes the waiter, if there is one.
+  // Wakes the waiter, if there is one (it resumes in a later turn of the strand).
   void notify() {
-    if (waiting_) timer_.cancel();
+    if (waiter_) waiter_.wake();
   }
-
-  bool waiting() const { return waiting_; }
 
  private:
-  asio::steady_timer timer_;
-  bool waiting_ = false;
+  blockcore::Waiter waiter_;
 };
 
 }  // namespace server::nbd
