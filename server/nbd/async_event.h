@@ -1,38 +1,45 @@
-// AsyncEvent: a one-waiter wake-up signal for coroutines on one strand. Use it in a loop
-// around a condition: `while (!cond) co_await ev.wait();` — since waiter and notifier
-// share the strand, a notify can never fall between the check and the wait. The waiter
-// is parked as a blockcore::Waiter and resumed by a post to its strand: no timer, so no
-// reactor lock and no timerfd update per wake-up (the writer is woken once per batch of
-// replies, the reader once per freed slot when it ran out).
-// Threading: confined to one strand. The event must outlive its waiter.
+// AsyncEvent: a one-waiter wake-up signal for coroutines on one strand (a steady_timer
+// that never expires, cancelled to wake the waiter). Use it in a loop around a
+// condition: `while (!cond) co_await ev.wait();` — since waiter and notifier share the
+// strand, a notify can never fall between the check and the wait.
+// Threading: confined to one strand.
 #pragma once
 
-#include <utility>
+#include <asio/any_io_executor.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
 
 #include "blockcore/base/task.h"
-#include "blockcore/base/waiter.h"
+#include "server/nbd/use_tuple.h"
 
 namespace server::nbd {
 
 class AsyncEvent {
  public:
-  AsyncEvent() = default;
+  explicit AsyncEvent(const asio::any_io_executor& ex) : timer_(ex) {
+    timer_.expires_at(asio::steady_timer::time_point::max());
+  }
   AsyncEvent(const AsyncEvent&) = delete;
   AsyncEvent& operator=(const AsyncEvent&) = delete;
 
-  // Suspends until notify().
+  // Suspends until notify() (or until the timer is destroyed).
   blockcore::Task<void> wait() {
-    co_await blockcore::suspend_until_woken(
-        [this](blockcore::Waiter w) { waiter_ = std::move(w); });
+    waiting_ = true;
+    co_await timer_.async_wait(kUseTuple);
+    waiting_ = false;
+    timer_.expires_at(asio::steady_timer::time_point::max());
   }
 
-  // Wakes the waiter, if there is one (it resumes in a later turn of the strand).
+  // Wakes the waiter, if there is one.
   void notify() {
-    if (waiter_) waiter_.wake();
+    if (waiting_) timer_.cancel();
   }
+
+  bool waiting() const { return waiting_; }
 
  private:
-  blockcore::Waiter waiter_;
+  asio::steady_timer timer_;
+  bool waiting_ = false;
 };
 
 }  // namespace server::nbd

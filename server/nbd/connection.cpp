@@ -27,6 +27,7 @@ Connection::Connection(Socket socket, std::string peer, const ExportRegistry& ex
       io_(socket_),
       pool_(),
       pipes_(options.max_in_flight),
+      slot_event_(strand_),
       handshake_timer_(strand_) {
   if (options_.max_in_flight == 0) options_.max_in_flight = 1;
   summary_.peer = std::move(peer);
@@ -146,10 +147,10 @@ Task<void> Connection::transmission(const NegotiatedSession& session) {
                             local_peer_};
   RequestHandler handler(session, pool_, zero_copy_);
   ReplyWriter writer(
-      io_, [this](RequestSlot* s) { release_slot(s); },
+      io_, strand_, [this](RequestSlot* s) { release_slot(s); },
       [this](const std::error_code& ec) { abort_now("reply write failed: " + ec.message()); });
   bool writer_done = false;
-  AsyncEvent writer_event;
+  AsyncEvent writer_event(strand_);
   asio::co_spawn(strand_, writer.run(), [&](std::exception_ptr e) {
     if (e) {
       abort_now("reply writer failed");

@@ -30,9 +30,9 @@ size_t RequestSlot::reply_size() const {
   return n;
 }
 
-ReplyWriter::ReplyWriter(SocketIo& io, SlotFn done,
+ReplyWriter::ReplyWriter(SocketIo& io, const asio::any_io_executor& strand, SlotFn done,
                          std::function<void(const std::error_code&)> failed)
-    : io_(io), done_(std::move(done)), on_failed_(std::move(failed)) {
+    : io_(io), done_(std::move(done)), on_failed_(std::move(failed)), wake_(strand) {
   batch_.reserve(kMaxBatchSlots);
 }
 

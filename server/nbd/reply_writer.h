@@ -62,7 +62,7 @@ class ReplyWriter {
 
   // `done` is called for every slot once its reply was written or dropped;
   // `failed` once, on the first write error.
-  ReplyWriter(SocketIo& io, SlotFn done,
+  ReplyWriter(SocketIo& io, const asio::any_io_executor& strand, SlotFn done,
               std::function<void(const std::error_code&)> failed);
   ReplyWriter(const ReplyWriter&) = delete;
   ReplyWriter& operator=(const ReplyWriter&) = delete;
