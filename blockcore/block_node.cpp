@@ -114,12 +114,12 @@ std::optional<Status> BlockNode::write_now(uint64_t off, std::span<const std::by
   // What run_write_like() would wait for: a closed gate, a durable bitmap to update,
   // an interceptor (copy-before-write). The pass is taken first, as there: whoever
   // closes the gate to install an interceptor waits for this write to leave.
-  const IoStats::Clock::time_point start = IoStats::Clock::now();
   if (!write_gate_.try_enter()) return std::nullopt;
   WriteGate::Pass pass(&write_gate_);
   if (has_interceptor_.load(std::memory_order_acquire)) return std::nullopt;
   if (!bitmaps_.marks_in_memory()) return std::nullopt;
   InFlightGuard g(in_flight_);
+  const IoStats::Clock::time_point start = IoStats::Clock::now();
   std::optional<Status> s = do_write_now(off, buf, flags);
   if (!s) return s;
   // In-memory marks are lost in a crash anyway, so one mark after the write (the gate

@@ -205,9 +205,9 @@ Status FileNode::write_pipe_blocking(uint64_t off, io::PipeBuffer& pipe, bool fu
 }
 
 Task<Status> FileNode::do_write(uint64_t off, std::span<const std::byte> buf, IoFlags flags) {
+  if (std::optional<Status> s = do_write_now(off, buf, flags)) co_return std::move(*s);
   const bool fua = has_flag(flags, IoFlags::kFua);
   const bool small = inline_size(buf.size());
-  if (inline_data_ && small) co_return write_blocking(off, buf, fua);
   if (!direct_ && !fua && small && nowait_write_.load(std::memory_order_relaxed)) {
     const posix::NowaitResult r = posix::pwrite_nowait(fd_, buf, off);
     switch (r.stop) {

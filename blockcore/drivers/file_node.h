@@ -6,8 +6,8 @@
 // inline_io_limit() bytes first try the syscall inline with RWF_NOWAIT (served from the
 // page cache, never waiting for the device) and fall back to the BlockingPool only when
 // the kernel would block; such transfers on tmpfs/ramfs are done inline (memory copies,
-// no device to wait for), and read_now/write_now do the same without a coroutine. Larger transfers go to the pool, so their copies run beside
-// the network thread. read_to_pipe splices page references (no copy): inline on
+// no device to wait for), and read_now/write_now do the same without a coroutine.
+// Larger transfers go to the pool, so their copies run beside the network thread. read_to_pipe splices page references (no copy): inline on
 // memory-backed files, on the pool otherwise; write_from_pipe copies pages in and
 // follows the rules of a write. fdatasync, fallocate, lseek, fadvise and O_DIRECT I/O always run
 // on the pool. The only mutable state is a handful of atomics.

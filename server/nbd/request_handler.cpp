@@ -245,7 +245,8 @@ Task<void> RequestHandler::handle_read(RequestSlot& slot) {
     const bool sent = co_await read_through_pipe(slot);
     if (sent) co_return;
   }
-  if (slot.data.capacity() < r.length) slot.data = pool_.acquire(r.length);  // handle_now's
+  // handle_now() may have left a buffer of the right size here.
+  if (slot.data.capacity() < r.length) slot.data = pool_.acquire(r.length);
   Status s = co_await read_range(r.offset, slot.data.span(r.length));
   reply_read(slot, s);
 }
